@@ -1,0 +1,68 @@
+//! The HTTP surface: one module per resource, composed into one route table here.
+//!
+//! Handlers extract parsed input, call the library, and map the result; they hold no state of
+//! their own and never touch the filesystem directly.
+
+pub mod files;
+pub mod folders;
+pub mod health;
+pub mod meta;
+pub mod objects;
+pub mod params;
+pub mod serve;
+pub mod upload;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest};
+
+use crate::auth::TokenStore;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::library::Library;
+
+/// What every handler shares.
+pub struct AppState {
+    pub library: Library,
+    pub tokens: Arc<TokenStore>,
+    pub config: Arc<Config>,
+    pub hot: serve::HotCache,
+}
+
+pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::unexpected(&std::io::Error::other("application state missing")))
+}
+
+/// The whole route table.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(params::MAX_BODY))
+        .service(
+            web::scope("/api")
+                .configure(meta::configure)
+                .configure(files::configure)
+                .configure(folders::configure)
+                .configure(health::configure)
+                .default_service(web::to(not_found)),
+        )
+        .configure(serve::configure)
+        .default_service(web::to(not_found));
+}
+
+/// A resource whose unmatched methods answer with a JSON 405.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed on this route",
+    ))
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("route-not-found", "No such route"))
+}

@@ -1,0 +1,260 @@
+//! Request parameters and authentication for the JSON API.
+//!
+//! Flextype's clients send parameters in the query string, as a JSON body or as a form; this
+//! module merges them into one [`Params`] map and turns the tokens in it (or in headers) into a
+//! [`Principal`]. Handlers receive [`ReadRequest`] or [`WriteRequest`] and never see a token.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, FromRequest, HttpRequest};
+use serde_json::{Map, Value};
+
+use super::AppState;
+use crate::auth::{AuthError, Principal, TokenKind};
+use crate::error::ApiError;
+use crate::storage::paths::MediaPath;
+
+/// The largest JSON or form body the API reads.
+pub const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// Parameters merged from the query string and the body (the body wins).
+#[derive(Debug, Default, Clone)]
+pub struct Params(pub Map<String, Value>);
+
+impl Params {
+    pub fn from_query(query: &str) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|e| {
+            ApiError::bad_request("bad-query", format!("Malformed query string: {e}"))
+        })?;
+        Ok(Params(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        ))
+    }
+
+    fn merge_body(&mut self, content_type: &str, body: &[u8]) -> Result<(), ApiError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        let fields: Map<String, Value> = if content_type
+            .starts_with("application/x-www-form-urlencoded")
+        {
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(|e| {
+                ApiError::bad_request("bad-body", format!("Malformed form body: {e}"))
+            })?;
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()
+        } else {
+            match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => {
+                    return Err(ApiError::bad_request(
+                        "bad-body",
+                        "The JSON body must be an object",
+                    ))
+                }
+                Err(e) => {
+                    return Err(ApiError::bad_request(
+                        "bad-body",
+                        format!("Malformed JSON body: {e}"),
+                    ))
+                }
+            }
+        };
+        self.0.extend(fields);
+        Ok(())
+    }
+
+    pub fn value(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// A parameter as text: strings as they are, numbers and booleans as written, null absent.
+    pub fn str(&self, key: &str) -> Option<String> {
+        match self.0.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn required_str(&self, key: &str) -> Result<String, ApiError> {
+        self.str(key).ok_or_else(|| ApiError::missing_param(key))
+    }
+
+    /// `true`, `1`, `yes`, `on` (any case) or JSON `true`.
+    pub fn flag(&self, key: &str) -> bool {
+        match self.0.get(key) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_u64() == Some(1),
+            Some(Value::String(s)) => {
+                matches!(
+                    s.to_ascii_lowercase().as_str(),
+                    "true" | "1" | "yes" | "on" | "t"
+                )
+            }
+            _ => false,
+        }
+    }
+
+    pub fn usize(&self, key: &str) -> Result<Option<usize>, ApiError> {
+        match self.str(key) {
+            None => Ok(None),
+            Some(s) => s.trim().parse().map(Some).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid-parameter",
+                    format!("`{key}` must be a non-negative integer"),
+                )
+            }),
+        }
+    }
+
+    /// A media path parameter.
+    pub fn media_path(&self, key: &str) -> Result<MediaPath, ApiError> {
+        Ok(MediaPath::parse(&self.required_str(key)?)?)
+    }
+
+    /// The target of the call: `path`, or `id` as Flextype's documents name it.
+    pub fn path(&self) -> Result<MediaPath, ApiError> {
+        let key = if self.0.contains_key("path") {
+            "path"
+        } else {
+            "id"
+        };
+        self.media_path(key).map_err(|e| {
+            if e.code == "missing-parameter" {
+                ApiError::missing_param("path")
+            } else {
+                e
+            }
+        })
+    }
+}
+
+fn header_token<'a>(
+    headers: &'a HeaderMap,
+    name: &header::HeaderName,
+    schemes: &[&str],
+) -> Option<&'a str> {
+    let v = headers.get(name)?.to_str().ok()?.trim();
+    if schemes.is_empty() {
+        return Some(v);
+    }
+    schemes
+        .iter()
+        .find_map(|s| v.strip_prefix(s).map(str::trim))
+}
+
+/// The files token of a request: param `token`, or `Authorization: Bearer|Token <t>`.
+pub fn files_token(params: &Params, headers: &HeaderMap) -> Option<String> {
+    presented(params, "token").or_else(|| {
+        header_token(
+            headers,
+            &header::AUTHORIZATION,
+            &["Bearer ", "Token ", "bearer ", "token "],
+        )
+        .map(String::from)
+    })
+}
+
+/// The access token of a request: param `access_token`, or `X-Access-Token: <t>`.
+pub fn access_token(params: &Params, headers: &HeaderMap) -> Option<String> {
+    presented(params, "access_token").or_else(|| {
+        header_token(
+            headers,
+            &header::HeaderName::from_static("x-access-token"),
+            &[],
+        )
+        .map(String::from)
+    })
+}
+
+/// A token param: present means a string; `null` or any other JSON value counts as empty, so
+/// it is refused rather than skipped.
+fn presented(params: &Params, key: &str) -> Option<String> {
+    match params.value(key)? {
+        Value::String(s) => Some(s.clone()),
+        _ => Some(String::new()),
+    }
+}
+
+/// Checks the tokens a request presents; `write` needs an access token too.
+pub fn authenticate(
+    state: &AppState,
+    params: &Params,
+    headers: &HeaderMap,
+    write: bool,
+) -> Result<Principal, AuthError> {
+    let files = state
+        .tokens
+        .check(TokenKind::Files, files_token(params, headers).as_deref())?;
+    let access = if write {
+        Some(
+            state
+                .tokens
+                .check(TokenKind::Access, access_token(params, headers).as_deref())?,
+        )
+    } else {
+        None
+    };
+    Ok(Principal {
+        files_token: files,
+        access_token: access,
+    })
+}
+
+async fn read_params(req: &HttpRequest, payload: &mut Payload) -> Result<Params, ApiError> {
+    let mut params = Params::from_query(req.query_string())?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let body = web::Bytes::from_request(req, payload).await.map_err(|e| {
+        ApiError::new(
+            e.as_response_error().status_code(),
+            "bad-body",
+            format!("Could not read the body: {e}"),
+        )
+    })?;
+    params.merge_body(&content_type, &body)?;
+    Ok(params)
+}
+
+macro_rules! authed_request {
+    ($name:ident, $write:expr) => {
+        /// Parameters of an authenticated request.
+        pub struct $name {
+            pub params: Params,
+            pub principal: Principal,
+        }
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+            fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+                let req = req.clone();
+                let mut payload = payload.take();
+                Box::pin(async move {
+                    let params = read_params(&req, &mut payload).await?;
+                    let state = super::state(&req)?;
+                    let principal = authenticate(&state, &params, req.headers(), $write)?;
+                    Ok($name { params, principal })
+                })
+            }
+        }
+    };
+}
+
+authed_request!(ReadRequest, false);
+authed_request!(WriteRequest, true);

@@ -1,0 +1,149 @@
+//! `POST /api/files`: multipart upload of one or more files.
+//!
+//! Each file part streams to a staging file, hashed as it arrives; nothing is placed until the
+//! whole request was read and every file passed the name, type and size rules. Tokens must be
+//! sent in headers, the query, or as fields before the first file part, so an unauthenticated
+//! client can never make the server store its bytes.
+
+use actix_multipart::Multipart;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::objects::{base_url, data, file_object};
+use super::params::{authenticate, Params};
+use super::AppState;
+use crate::error::ApiError;
+use crate::library::{Conflict, LibraryError};
+use crate::storage::paths::MediaPath;
+use crate::storage::staging::{StageError, Staged, StagingWriter};
+
+/// Largest text field read from a multipart body.
+const MAX_FIELD: usize = 64 * 1024;
+
+fn stage_error(e: StageError) -> ApiError {
+    match e {
+        StageError::TooLarge(n) => LibraryError::TooLarge(n).into(),
+        StageError::Io(e) => ApiError::unexpected(&e),
+    }
+}
+
+pub async fn upload(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    mut body: Multipart,
+) -> Result<HttpResponse, ApiError> {
+    let mut params = Params::from_query(req.query_string())?;
+    let mut authed = false;
+    let mut staged: Vec<(String, Staged)> = Vec::new();
+    while let Some(field) = body.next().await {
+        let mut field = field?;
+        let name = field.name().unwrap_or("").to_string();
+        let filename = field
+            .content_disposition()
+            .and_then(|cd| cd.get_filename())
+            .map(str::to_string);
+        let Some(filename) = filename else {
+            let mut text = Vec::new();
+            while let Some(chunk) = field.next().await {
+                text.extend_from_slice(&chunk?);
+                if text.len() > MAX_FIELD {
+                    return Err(ApiError::bad_request(
+                        "field-too-large",
+                        format!("Field `{name}` is too large"),
+                    ));
+                }
+            }
+            let text = String::from_utf8(text).map_err(|_| {
+                ApiError::bad_request("bad-multipart", format!("Field `{name}` is not UTF-8"))
+            })?;
+            params.0.insert(name, Value::String(text));
+            continue;
+        };
+        if !authed {
+            authenticate(&state, &params, req.headers(), true)?;
+            authed = true;
+        }
+        if name != "file" && name != "file[]" && name != "files" && name != "files[]" {
+            return Err(ApiError::bad_request(
+                "bad-multipart",
+                format!("Unexpected file field `{name}`; use `file`"),
+            ));
+        }
+        if filename.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "missing-filename",
+                "A file part has no file name",
+            ));
+        }
+        let limit = state.config.media.max_file_size;
+        let mut writer = StagingWriter::create(&state.library.layout().staging, limit)
+            .map_err(|e| ApiError::unexpected(&e))?;
+        while let Some(chunk) = field.next().await {
+            writer.write(chunk?).await.map_err(stage_error)?;
+        }
+        staged.push((filename, writer.finish().await.map_err(stage_error)?));
+    }
+    if !authed {
+        authenticate(&state, &params, req.headers(), true)?;
+    }
+    if staged.is_empty() {
+        return Err(ApiError::missing_param("file"));
+    }
+    let folder = MediaPath::parse(&params.required_str("folder")?)?;
+    let conflict = match (params.flag("overwrite"), params.flag("rename")) {
+        (true, true) => {
+            return Err(ApiError::bad_request(
+                "invalid-parameter",
+                "`overwrite` and `rename` exclude each other",
+            ))
+        }
+        (true, false) => Conflict::Overwrite,
+        (false, true) => Conflict::Rename,
+        (false, false) => Conflict::Refuse,
+    };
+    // Every file is checked before any is placed.
+    let mut checked = Vec::with_capacity(staged.len());
+    for (raw, file) in staged {
+        let (name, mime) = state.library.check_upload(&raw, &file.head)?;
+        if conflict != Conflict::Rename && checked.iter().any(|(n, _, _)| n == &name) {
+            return Err(LibraryError::FileExists(name).into());
+        }
+        checked.push((name, mime, file));
+    }
+    let base = base_url(&state.config, &req);
+    let mut placed = Vec::with_capacity(checked.len());
+    let mut created = Vec::new();
+    for (name, mime, file) in checked {
+        let existed = state
+            .library
+            .layout()
+            .file(&folder.join(&name)?)
+            .is_ok_and(|p| p.exists());
+        match state
+            .library
+            .ingest(file, &folder, &name, mime, conflict)
+            .await
+        {
+            Ok(entry) => {
+                if !existed || conflict == Conflict::Rename {
+                    created.push(entry.path.clone());
+                }
+                placed.push(file_object(&entry, &base));
+            }
+            Err(e) => {
+                // Undo what this request created so a failed call leaves nothing behind.
+                for p in created {
+                    let _ = state.library.delete_file(&p).await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    let body = if placed.len() == 1 {
+        placed.remove(0)
+    } else {
+        Value::Array(placed)
+    };
+    Ok(HttpResponse::Ok().json(data(body)))
+}

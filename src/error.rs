@@ -1,0 +1,138 @@
+//! The one place where errors become HTTP answers.
+//!
+//! Every module owns its own error enum; this module maps each variant to a status, a stable
+//! kebab-case `code` and a message for the client. Unexpected failures are logged with their
+//! whole cause chain and answered with a plain 500 that tells the client little.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::library::LibraryError;
+use crate::storage::paths::PathError;
+
+/// An error as the client sees it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    http_status_code: u16,
+    message: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn missing_param(name: &str) -> Self {
+        Self::bad_request(
+            "missing-parameter",
+            format!("Parameter `{name}` is required"),
+        )
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// Logs the cause chain and hides it from the client.
+    pub fn unexpected(err: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error = %chain, "unexpected error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal-error",
+            "Internal server error",
+        )
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(Body {
+            http_status_code: self.status.as_u16(),
+            message: &self.message,
+            code: self.code,
+        })
+    }
+}
+
+impl From<PathError> for ApiError {
+    fn from(e: PathError) -> Self {
+        ApiError::bad_request("invalid-path", e.to_string())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing(_) | AuthError::Invalid(_) | AuthError::Disabled(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
+            }
+            AuthError::LimitReached(_) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, e.code(), e.to_string())
+            }
+            AuthError::Io(ref inner) => ApiError::unexpected(inner),
+        }
+    }
+}
+
+impl From<LibraryError> for ApiError {
+    fn from(e: LibraryError) -> Self {
+        use LibraryError as L;
+        let status = match &e {
+            L::Path(p) => return p.clone().into(),
+            L::FileNotFound | L::FolderNotFound | L::FieldNotFound(_) | L::HashNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            L::FileExists(_) | L::FolderExists(_) | L::FieldExists(_) | L::FolderNotEmpty => {
+                StatusCode::CONFLICT
+            }
+            L::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            L::TypeNotAccepted(_) | L::ContentMismatch { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            L::BadRequest(..) | L::SystemField(_) | L::NotAFile | L::NotAFolder => {
+                StatusCode::BAD_REQUEST
+            }
+            L::Io(inner) => return ApiError::unexpected(inner),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<actix_multipart::MultipartError> for ApiError {
+    fn from(e: actix_multipart::MultipartError) -> Self {
+        ApiError::bad_request("bad-multipart", format!("Malformed multipart body: {e}"))
+    }
+}

@@ -1,0 +1,484 @@
+//! The media library: files under `uploads/` and their meta, kept consistent.
+//!
+//! Owns every operation that changes the tree (upload, move, copy, delete, meta edits,
+//! folders), the locking that serialises them, and the rule that a file's meta always
+//! describes its current content. Knows nothing of HTTP; paths arrive already parsed.
+
+mod files;
+mod folders;
+mod hash_index;
+mod locks;
+pub mod names;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_yaml::Mapping;
+
+pub use files::{Conflict, MetaEdit};
+pub use folders::FolderInfo;
+
+use crate::config::Config;
+use crate::exif;
+use crate::hashing::hash_file;
+use crate::sniff;
+use crate::storage::meta::{self, Facts, MetaError};
+use crate::storage::paths::{is_hidden_name, Layout, MediaPath, PathError};
+use hash_index::HashIndex;
+use locks::Locks;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("File not found")]
+    FileNotFound,
+    #[error("Folder not found")]
+    FolderNotFound,
+    #[error("Field '{0}' not found")]
+    FieldNotFound(String),
+    #[error("No file has this hash")]
+    HashNotFound,
+    #[error("File '{0}' already exists")]
+    FileExists(String),
+    #[error("Folder '{0}' already exists")]
+    FolderExists(String),
+    #[error("Field '{0}' already exists")]
+    FieldExists(String),
+    #[error("Folder is not empty (use recursive=true)")]
+    FolderNotEmpty,
+    #[error("File is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    #[error("File type '{0}' is not accepted")]
+    TypeNotAccepted(String),
+    #[error("Content does not match the extension '.{extension}'{}", found.as_ref().map(|f| format!(" (looks like {f})")).unwrap_or_default())]
+    ContentMismatch {
+        extension: String,
+        found: Option<String>,
+    },
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    #[error("Field '{0}' is set by the server and cannot be edited")]
+    SystemField(String),
+    #[error("Path is a folder, not a file")]
+    NotAFile,
+    #[error("Path is not a folder")]
+    NotAFolder,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl LibraryError {
+    pub fn code(&self) -> &'static str {
+        use LibraryError as L;
+        match self {
+            L::Path(_) => "invalid-path",
+            L::FileNotFound => "file-not-found",
+            L::FolderNotFound => "folder-not-found",
+            L::FieldNotFound(_) => "field-not-found",
+            L::HashNotFound => "hash-not-found",
+            L::FileExists(_) => "file-exists",
+            L::FolderExists(_) => "folder-exists",
+            L::FieldExists(_) => "field-exists",
+            L::FolderNotEmpty => "folder-not-empty",
+            L::TooLarge(_) => "file-too-large",
+            L::TypeNotAccepted(_) => "type-not-accepted",
+            L::ContentMismatch { .. } => "content-mismatch",
+            L::BadRequest(code, _) => code,
+            L::SystemField(_) => "system-field",
+            L::NotAFile => "not-a-file",
+            L::NotAFolder => "not-a-folder",
+            L::Io(_) => "internal-error",
+        }
+    }
+}
+
+pub type Result<T, E = LibraryError> = std::result::Result<T, E>;
+
+/// A file and its meta as they are now.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub path: MediaPath,
+    pub meta: Mapping,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+impl Entry {
+    pub fn hash(&self) -> Option<&str> {
+        meta::hash_of(&self.meta)
+    }
+
+    pub fn mime(&self) -> &str {
+        self.meta
+            .get("type")
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or("application/octet-stream")
+    }
+}
+
+/// A cheap handle to the library, shared by every worker.
+#[derive(Clone)]
+pub struct Library {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    layout: Layout,
+    config: Arc<Config>,
+    locks: Locks,
+    hashes: RwLock<HashIndex>,
+    scanned: tokio::sync::watch::Sender<bool>,
+}
+
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn mtime_secs(t: SystemTime) -> f64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as f64 + f64::from(d.subsec_nanos()) / 1e9,
+        Err(e) => -(e.duration().as_secs_f64()),
+    }
+}
+
+fn not_found_as(e: io::Error, err: LibraryError) -> LibraryError {
+    if e.kind() == io::ErrorKind::NotFound {
+        err
+    } else {
+        LibraryError::Io(e)
+    }
+}
+
+impl Library {
+    pub fn new(layout: Layout, config: Arc<Config>) -> Library {
+        let (scanned, _) = tokio::sync::watch::channel(false);
+        Library {
+            inner: Arc::new(Inner {
+                layout,
+                config,
+                locks: Locks::default(),
+                hashes: RwLock::new(HashIndex::default()),
+                scanned,
+            }),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Runs filesystem work on the blocking pool.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Library) -> Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| LibraryError::Io(io::Error::other(e)))?
+    }
+
+    fn index_set(&self, path: &MediaPath, meta: &Mapping) {
+        if let Some(h) = meta::hash_of(meta) {
+            self.inner
+                .hashes
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .set(path, h);
+        }
+    }
+
+    fn hashes(&self) -> std::sync::RwLockWriteGuard<'_, HashIndex> {
+        self.inner.hashes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A file with meta that describes its current content, refreshed when it does not.
+    pub async fn file(&self, p: &MediaPath) -> Result<Entry> {
+        let q = p.clone();
+        if let Some(entry) = self.blocking(move |lib| lib.read_current(&q)).await? {
+            return Ok(entry);
+        }
+        let _guard = self.inner.locks.files(&[p]).await;
+        let q = p.clone();
+        self.blocking(move |lib| lib.refresh(&q)).await
+    }
+
+    /// Reads a file's meta when it is current; `None` when it must be refreshed.
+    fn read_current(&self, p: &MediaPath) -> Result<Option<Entry>> {
+        let (path, md) = self.stat_file(p)?;
+        let size = md.len();
+        let modified = md.modified()?;
+        match meta::read(&self.layout().meta_file(p)?) {
+            Ok(Some(m)) if meta::is_current(&m, size, mtime_secs(modified)) => Ok(Some(Entry {
+                path: p.clone(),
+                meta: m,
+                size,
+                modified,
+            })),
+            Ok(_) => Ok(None),
+            Err(MetaError::Invalid { .. }) => {
+                // Hand-broken meta is never overwritten: serve facts alone until it is fixed.
+                let facts = self.facts(&path, p, size, modified)?;
+                let mut m = Mapping::new();
+                meta::apply_facts(&mut m, &facts);
+                Ok(Some(Entry {
+                    path: p.clone(),
+                    meta: m,
+                    size,
+                    modified,
+                }))
+            }
+            Err(MetaError::Io(e)) => Err(e.into()),
+        }
+    }
+
+    /// Re-derives the facts of a file and writes them into its meta (caller holds the lock).
+    fn refresh(&self, p: &MediaPath) -> Result<Entry> {
+        if let Some(entry) = self.read_current(p)? {
+            return Ok(entry);
+        }
+        let (path, md) = self.stat_file(p)?;
+        let facts = self.facts(&path, p, md.len(), md.modified()?)?;
+        let meta_path = self.layout().meta_file(p)?;
+        let mut m = match meta::read(&meta_path) {
+            Ok(Some(m)) => m,
+            _ => Mapping::new(),
+        };
+        if m.is_empty() {
+            m = meta::new_meta(names::split_name(p.name()).0, now_secs(), &facts);
+        } else {
+            meta::fill_defaults(&mut m, names::split_name(p.name()).0, now_secs());
+            meta::apply_facts(&mut m, &facts);
+        }
+        meta::write(&meta_path, &m)?;
+        self.index_set(p, &m);
+        Ok(Entry {
+            path: p.clone(),
+            meta: m,
+            size: facts.filesize,
+            modified: md.modified()?,
+        })
+    }
+
+    /// Hashes, sniffs and reads EXIF; retries while the file is still changing under it.
+    fn facts(&self, path: &Path, p: &MediaPath, size: u64, modified: SystemTime) -> Result<Facts> {
+        let (mut size, mut modified) = (size, modified);
+        for _ in 0..3 {
+            let (hash, read) = hash_file(path)?;
+            let md = std::fs::metadata(path)?;
+            if read == size && md.len() == size && md.modified()? == modified {
+                let head = read_head(path)?;
+                let ext = names::split_name(p.name()).1.to_ascii_lowercase();
+                let mime = sniff::mime_type(&head, &ext);
+                let exif = exif::extract(path, &mime);
+                return Ok(Facts {
+                    hash: hash.to_hex(),
+                    filesize: size,
+                    mime,
+                    modified_on: mtime_secs(modified),
+                    exif,
+                });
+            }
+            (size, modified) = (md.len(), md.modified()?);
+        }
+        Err(LibraryError::Io(io::Error::other(format!(
+            "{} kept changing while it was hashed",
+            p
+        ))))
+    }
+
+    /// The on-disk path and metadata of an existing regular file.
+    fn stat_file(&self, p: &MediaPath) -> Result<(PathBuf, std::fs::Metadata)> {
+        if p.is_root() {
+            return Err(LibraryError::NotAFile);
+        }
+        let path = self.layout().file(p)?;
+        let md =
+            std::fs::metadata(&path).map_err(|e| not_found_as(e, LibraryError::FileNotFound))?;
+        if md.is_dir() {
+            return Err(LibraryError::NotAFile);
+        }
+        if !md.is_file() {
+            return Err(LibraryError::FileNotFound);
+        }
+        Ok((path, md))
+    }
+
+    /// Every file with this content.
+    pub async fn by_hash(&self, hash: &str) -> Result<Vec<Entry>> {
+        let mut rx = self.inner.scanned.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+        let paths = self
+            .inner
+            .hashes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .paths(hash);
+        let mut out = Vec::new();
+        for p in paths {
+            match self.file(&p).await {
+                Ok(e) if e.hash() == Some(hash) => out.push(e),
+                Ok(_) | Err(LibraryError::FileNotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings every file's meta in line with its content and fills the hash map. Files whose
+    /// size and mtime match their meta are not re-hashed.
+    pub async fn reconcile(&self) -> Result<usize> {
+        let stale = self
+            .blocking(|lib| {
+                let mut stale = Vec::new();
+                for p in lib.walk_files(&MediaPath::root())? {
+                    match lib.read_current(&p) {
+                        Ok(Some(e)) => lib.index_set(&p, &e.meta),
+                        Ok(None) => stale.push(p),
+                        Err(e) => tracing::warn!(path = %p, error = %e, "skipped in reconcile"),
+                    }
+                }
+                Ok(stale)
+            })
+            .await?;
+        let refreshed = stale.len();
+        for p in stale {
+            if let Err(e) = self.file(&p).await {
+                tracing::warn!(path = %p, error = %e, "could not refresh meta");
+            }
+        }
+        self.inner.scanned.send_replace(true);
+        Ok(refreshed)
+    }
+
+    /// Media paths of the files at or below `folder`, sorted, hidden names and symlinks skipped.
+    fn walk_files(&self, folder: &MediaPath) -> Result<Vec<MediaPath>> {
+        let root = self.layout().file(folder)?;
+        let mut out: Vec<MediaPath> = walkdir::WalkDir::new(&root)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_hidden_name(e.file_name()))
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .filter_map(|e| self.layout().media_path_of(e.path()))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The files in a folder (or below it when `recursive`), paged over sorted paths.
+    pub async fn list(
+        &self,
+        folder: &MediaPath,
+        recursive: bool,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Vec<Entry>> {
+        let f = folder.clone();
+        let page = self
+            .blocking(move |lib| {
+                lib.require_folder(&f)?;
+                let all = if recursive {
+                    lib.walk_files(&f)?
+                } else {
+                    lib.children(&f)?.0
+                };
+                let page: Vec<(MediaPath, Option<Entry>)> = all
+                    .into_iter()
+                    .skip(offset)
+                    .take(limit.unwrap_or(usize::MAX))
+                    .map(|p| {
+                        let current = lib.read_current(&p).ok().flatten();
+                        (p, current)
+                    })
+                    .collect();
+                Ok(page)
+            })
+            .await?;
+        let mut out = Vec::with_capacity(page.len());
+        for (p, current) in page {
+            match current {
+                Some(e) => out.push(e),
+                None => match self.file(&p).await {
+                    Ok(e) => out.push(e),
+                    // Gone or changed into something else since the listing: skip it.
+                    Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {}
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks that a media path is an existing folder.
+    fn require_folder(&self, p: &MediaPath) -> Result<PathBuf> {
+        let path = self.layout().file(p)?;
+        match std::fs::metadata(&path) {
+            Ok(md) if md.is_dir() => Ok(path),
+            Ok(_) => Err(LibraryError::NotAFolder),
+            Err(e) => Err(not_found_as(e, LibraryError::FolderNotFound)),
+        }
+    }
+
+    /// The visible files and sub-folders directly in a folder, each sorted.
+    fn children(&self, folder: &MediaPath) -> Result<(Vec<MediaPath>, Vec<MediaPath>)> {
+        let dir = self.require_folder(folder)?;
+        let (mut files, mut folders) = (Vec::new(), Vec::new());
+        let read = std::fs::read_dir(&dir)
+            .map_err(|e| io::Error::new(e.kind(), format!("listing {}: {e}", dir.display())))?;
+        for entry in read.filter_map(|e| e.ok()) {
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|_| !is_hidden_name(&name)) else {
+                continue;
+            };
+            let Ok(p) = folder.join(name) else { continue };
+            match entry.file_type() {
+                Ok(t) if t.is_file() => files.push(p),
+                Ok(t) if t.is_dir() => folders.push(p),
+                _ => {}
+            }
+        }
+        files.sort();
+        folders.sort();
+        Ok((files, folders))
+    }
+
+    /// Waits until the start-up reconcile has filled the hash map.
+    pub async fn wait_scanned(&self) {
+        let mut rx = self.inner.scanned.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+
+    pub fn is_scanned(&self) -> bool {
+        *self.inner.scanned.borrow()
+    }
+
+    pub fn indexed_files(&self) -> usize {
+        self.inner
+            .hashes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .count()
+    }
+}
+
+/// The first bytes of a file, for sniffing.
+fn read_head(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(sniff::HEAD_LEN);
+    std::fs::File::open(path)?
+        .take(sniff::HEAD_LEN as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}

@@ -1,0 +1,427 @@
+//! The meta file format: a YAML mapping per file in the `.meta` mirror tree.
+//!
+//! Owns reading and writing meta files, the server's own fields and their defaults, and the
+//! dot-notation field edits. Editors' fields are kept verbatim (order included); this module
+//! never looks at a media file's content.
+
+use std::io;
+use std::path::Path;
+
+use serde_yaml::{Mapping, Value};
+
+use super::atomic;
+
+/// Fields written by the server; clients may not edit them.
+pub const SYSTEM_FIELDS: [&str; 7] = [
+    "hash",
+    "filesize",
+    "type",
+    "uploaded_on",
+    "modified_on",
+    "uuid",
+    "exif",
+];
+
+/// Meta files larger than this are refused as invalid instead of being parsed.
+pub const MAX_META_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("invalid meta {path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Reads a meta file; `Ok(None)` when there is none.
+pub fn read(path: &Path) -> Result<Option<Mapping>, MetaError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(io::Error::new(e.kind(), format!("reading {}: {e}", path.display())).into())
+        }
+    };
+    parse(&bytes)
+        .map(Some)
+        .map_err(|message| MetaError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+}
+
+/// Parses meta YAML; an empty document is an empty mapping.
+pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
+    if bytes.len() as u64 > MAX_META_BYTES {
+        return Err(format!("larger than {MAX_META_BYTES} bytes"));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Mapping::new());
+    }
+    match serde_yaml::from_slice::<Value>(bytes) {
+        Ok(Value::Mapping(m)) => Ok(m),
+        Ok(Value::Null) => Ok(Mapping::new()),
+        Ok(_) => Err("the document is not a mapping".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Writes a meta file atomically.
+pub fn write(path: &Path, meta: &Mapping) -> io::Result<()> {
+    let text =
+        serde_yaml::to_string(meta).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    atomic::write(path, text.as_bytes())
+}
+
+/// The default title: the stem with `-`/`_` as spaces, words capitalised.
+pub fn default_title(stem: &str) -> String {
+    stem.split(['-', '_', ' '])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            match c.next() {
+                Some(first) => first.to_uppercase().chain(c).collect::<String>(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What the server knows about a file's content.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub hash: String,
+    pub filesize: u64,
+    pub mime: String,
+    /// The file's mtime in Unix seconds, fractional part included, so a change within the
+    /// same second is still seen.
+    pub modified_on: f64,
+    pub exif: Mapping,
+}
+
+/// Adds the fields a meta file must have, leaving every present one as it is.
+pub fn fill_defaults(meta: &mut Mapping, stem: &str, uploaded_on: i64) {
+    let defaults = [
+        ("title", Value::from(default_title(stem))),
+        ("description", Value::from("")),
+        ("uploaded_on", Value::from(uploaded_on)),
+        ("uuid", Value::from(uuid::Uuid::now_v7().to_string())),
+    ];
+    for (k, v) in defaults {
+        if !meta.contains_key(k) {
+            meta.insert(k.into(), v);
+        }
+    }
+}
+
+/// Writes the content facts into the meta, keeping editors' fields and field order.
+pub fn apply_facts(meta: &mut Mapping, facts: &Facts) {
+    let fields = [
+        ("type", Value::from(facts.mime.clone())),
+        ("filesize", Value::from(facts.filesize)),
+        ("exif", Value::Mapping(facts.exif.clone())),
+        ("hash", Value::from(facts.hash.clone())),
+        ("modified_on", seconds_value(facts.modified_on)),
+    ];
+    for (k, v) in fields {
+        meta.insert(k.into(), v);
+    }
+}
+
+/// Whole seconds are written as integers, the rest as floats.
+pub fn seconds_value(secs: f64) -> Value {
+    if secs.fract() == 0.0 && secs.abs() < 1e15 {
+        Value::from(secs as i64)
+    } else {
+        Value::from(secs)
+    }
+}
+
+/// A fresh meta for a new file, fields in the documented order.
+pub fn new_meta(stem: &str, uploaded_on: i64, facts: &Facts) -> Mapping {
+    let mut meta = Mapping::new();
+    meta.insert("title".into(), default_title(stem).into());
+    meta.insert("description".into(), "".into());
+    meta.insert("type".into(), Value::Null);
+    meta.insert("filesize".into(), Value::Null);
+    meta.insert("uploaded_on".into(), uploaded_on.into());
+    apply_facts(&mut meta, facts);
+    meta.insert("uuid".into(), uuid::Uuid::now_v7().to_string().into());
+    meta
+}
+
+/// Whether the recorded facts still describe a file of this size and mtime.
+pub fn is_current(meta: &Mapping, filesize: u64, modified_on: f64) -> bool {
+    let recorded_hash = meta.get("hash").and_then(Value::as_str);
+    recorded_hash.is_some_and(|h| h.len() == 64)
+        && meta.get("filesize").and_then(Value::as_u64) == Some(filesize)
+        && meta.get("modified_on").and_then(Value::as_f64) == Some(modified_on)
+        && meta.get("type").and_then(Value::as_str).is_some()
+        && meta.get("uuid").and_then(Value::as_str).is_some()
+}
+
+pub fn hash_of(meta: &Mapping) -> Option<&str> {
+    meta.get("hash").and_then(Value::as_str)
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("Field name is empty or malformed")]
+    BadName,
+    #[error("Field '{0}' is set by the server")]
+    System(String),
+    #[error("Field '{0}' does not exist")]
+    Missing(String),
+    #[error("Field '{0}' already exists")]
+    Exists(String),
+    #[error("Field '{0}' is inside a value that is not a map or list")]
+    NotAContainer(String),
+}
+
+fn split_field(field: &str) -> Result<Vec<&str>, FieldError> {
+    let parts: Vec<&str> = field.split('.').collect();
+    if field.is_empty() || parts.iter().any(|p| p.is_empty()) {
+        return Err(FieldError::BadName);
+    }
+    if SYSTEM_FIELDS.contains(&parts[0]) {
+        return Err(FieldError::System(parts[0].to_string()));
+    }
+    Ok(parts)
+}
+
+/// Walks to the container holding the last component, creating maps when `create`.
+fn container_mut<'a>(
+    meta: &'a mut Mapping,
+    parts: &[&str],
+    field: &str,
+    create: bool,
+) -> Result<&'a mut Value, FieldError> {
+    let (first, rest) = parts.split_first().ok_or(FieldError::BadName)?;
+    let missing = || FieldError::Missing(field.to_string());
+    if !meta.contains_key(*first) {
+        if !create {
+            return Err(missing());
+        }
+        meta.insert((*first).into(), Value::Mapping(Mapping::new()));
+    }
+    let mut node = meta.get_mut(*first).ok_or_else(missing)?;
+    for part in rest {
+        node = match node {
+            Value::Mapping(m) => {
+                if !m.contains_key(*part) {
+                    if !create {
+                        return Err(missing());
+                    }
+                    m.insert((*part).into(), Value::Mapping(Mapping::new()));
+                }
+                m.get_mut(*part).ok_or_else(missing)?
+            }
+            Value::Sequence(s) => {
+                let i: usize = part.parse().map_err(|_| missing())?;
+                s.get_mut(i).ok_or_else(missing)?
+            }
+            _ => return Err(FieldError::NotAContainer(field.to_string())),
+        };
+    }
+    Ok(node)
+}
+
+fn last_slot<'a>(
+    parent: &'a mut Value,
+    key: &str,
+    field: &str,
+) -> Result<Option<&'a mut Value>, FieldError> {
+    match parent {
+        Value::Mapping(m) => Ok(m.get_mut(key)),
+        Value::Sequence(s) => Ok(key.parse::<usize>().ok().and_then(|i| s.get_mut(i))),
+        _ => Err(FieldError::NotAContainer(field.to_string())),
+    }
+}
+
+/// Replaces the value of an existing field.
+pub fn update_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(), FieldError> {
+    let parts = split_field(field)?;
+    let (last, head) = parts.split_last().ok_or(FieldError::BadName)?;
+    let slot = if head.is_empty() {
+        meta.get_mut(*last)
+    } else {
+        last_slot(container_mut(meta, head, field, false)?, last, field)?
+    };
+    match slot {
+        Some(v) => {
+            *v = value;
+            Ok(())
+        }
+        None => Err(FieldError::Missing(field.to_string())),
+    }
+}
+
+/// Adds a field that does not exist yet, creating intermediate maps.
+pub fn add_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(), FieldError> {
+    let parts = split_field(field)?;
+    let (last, head) = parts.split_last().ok_or(FieldError::BadName)?;
+    if head.is_empty() {
+        if meta.contains_key(*last) {
+            return Err(FieldError::Exists(field.to_string()));
+        }
+        meta.insert((*last).into(), value);
+        return Ok(());
+    }
+    match container_mut(meta, head, field, true)? {
+        Value::Mapping(m) if m.contains_key(*last) => Err(FieldError::Exists(field.to_string())),
+        Value::Mapping(m) => {
+            m.insert((*last).into(), value);
+            Ok(())
+        }
+        _ => Err(FieldError::NotAContainer(field.to_string())),
+    }
+}
+
+/// Removes an existing field.
+pub fn delete_field(meta: &mut Mapping, field: &str) -> Result<(), FieldError> {
+    let parts = split_field(field)?;
+    let (last, head) = parts.split_last().ok_or(FieldError::BadName)?;
+    let missing = || FieldError::Missing(field.to_string());
+    if head.is_empty() {
+        return meta.remove(*last).map(|_| ()).ok_or_else(missing);
+    }
+    match container_mut(meta, head, field, false)? {
+        Value::Mapping(m) => m.remove(*last).map(|_| ()).ok_or_else(missing),
+        Value::Sequence(s) => match last.parse::<usize>() {
+            Ok(i) if i < s.len() => {
+                s.remove(i);
+                Ok(())
+            }
+            _ => Err(missing()),
+        },
+        _ => Err(FieldError::NotAContainer(field.to_string())),
+    }
+}
+
+/// Converts YAML to JSON; non-string keys become their YAML text, non-finite floats null.
+pub fn to_json(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Null => J::Null,
+        Value::Bool(b) => J::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                J::from(i)
+            } else if let Some(u) = n.as_u64() {
+                J::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(J::Null, J::Number)
+            }
+        }
+        Value::String(s) => J::String(s.clone()),
+        Value::Sequence(s) => J::Array(s.iter().map(to_json).collect()),
+        Value::Mapping(m) => J::Object(mapping_to_json(m)),
+        Value::Tagged(t) => to_json(&t.value),
+    }
+}
+
+pub fn mapping_to_json(m: &Mapping) -> serde_json::Map<String, serde_json::Value> {
+    m.iter().map(|(k, v)| (key_text(k), to_json(v))).collect()
+}
+
+fn key_text(k: &Value) -> String {
+    match k {
+        Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// Converts a JSON value sent by a client to YAML.
+pub fn from_json(v: &serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => Value::Null,
+        J::Bool(b) => Value::Bool(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into()
+            } else if let Some(u) = n.as_u64() {
+                u.into()
+            } else {
+                n.as_f64().unwrap_or(0.0).into()
+            }
+        }
+        J::String(s) => Value::String(s.clone()),
+        J::Array(a) => Value::Sequence(a.iter().map(from_json).collect()),
+        J::Object(o) => Value::Mapping(
+            o.iter()
+                .map(|(k, v)| (Value::String(k.clone()), from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(yaml: &str) -> Mapping {
+        parse(yaml.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn titles() {
+        assert_eq!(default_title("new-cover"), "New Cover");
+        assert_eq!(default_title("my_summer__photo"), "My Summer Photo");
+        assert_eq!(default_title("élan"), "Élan");
+    }
+
+    #[test]
+    fn dot_notation_edits() {
+        let mut meta = m("title: A\ncredit:\n  name: X\ntags: [a, b]\n");
+        update_field(&mut meta, "credit.name", "Y".into()).unwrap();
+        add_field(&mut meta, "credit.url", "u".into()).unwrap();
+        add_field(&mut meta, "deep.er.field", 3.into()).unwrap();
+        update_field(&mut meta, "tags.1", "c".into()).unwrap();
+        assert_eq!(
+            add_field(&mut meta, "credit.url", "v".into()),
+            Err(FieldError::Exists("credit.url".into()))
+        );
+        assert_eq!(
+            update_field(&mut meta, "nope.x", 1.into()),
+            Err(FieldError::Missing("nope.x".into()))
+        );
+        assert_eq!(
+            update_field(&mut meta, "hash", 1.into()),
+            Err(FieldError::System("hash".into()))
+        );
+        assert_eq!(
+            update_field(&mut meta, "a..b", 1.into()),
+            Err(FieldError::BadName)
+        );
+        delete_field(&mut meta, "tags.0").unwrap();
+        delete_field(&mut meta, "credit.name").unwrap();
+        let out = serde_yaml::to_string(&meta).unwrap();
+        assert_eq!(
+            out,
+            "title: A\ncredit:\n  url: u\ntags:\n- c\ndeep:\n  er:\n    field: 3\n"
+        );
+    }
+
+    #[test]
+    fn invalid_yaml_and_non_mapping_are_errors() {
+        assert!(parse(b"a: [1, 2").is_err());
+        assert!(parse(b"- 1\n- 2\n").is_err());
+        assert!(parse(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn json_round_trip_keeps_numbers_and_non_string_keys() {
+        let meta = m("1: one\nf: 1.5\nn: -3\nlist: [true, null]\n");
+        let j = serde_json::Value::Object(mapping_to_json(&meta));
+        assert_eq!(
+            j,
+            serde_json::json!({"1": "one", "f": 1.5, "n": -3, "list": [true, null]})
+        );
+    }
+}
