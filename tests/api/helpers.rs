@@ -1,0 +1,199 @@
+//! Starting the real server over a temporary project, and typed request helpers.
+#![allow(dead_code)] // each test module uses its own subset of the helpers
+
+use std::path::{Path, PathBuf};
+
+use actix_web::dev::ServerHandle;
+use flextype::auth::{TokenKind, TokenStore};
+use flextype::config::Config;
+use flextype::startup::Application;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub address: String,
+    pub dir: tempfile::TempDir,
+    pub project: PathBuf,
+    pub files_token: String,
+    pub access_token: String,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+}
+
+/// A config for a test: its own project folder, port 0, few workers.
+pub fn test_config(project: &Path) -> Config {
+    let mut config = Config::default();
+    config.project = project.to_path_buf();
+    config.server.address = "127.0.0.1:0".into();
+    config.server.workers = 2;
+    config.watch.enabled = false;
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the server on a new temp project after `tweak` adjusts the config.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let project = dir.path().join("project");
+    let mut config = test_config(&project);
+    tweak(&mut config);
+    std::fs::create_dir_all(project.join("tokens")).unwrap();
+    let store = TokenStore::new(&project.join("tokens"), false);
+    let (_, files) = store.create(TokenKind::Files, "test", 0).unwrap();
+    let (_, access) = store.create(TokenKind::Access, "test", 0).unwrap();
+    let app = Application::build(config).await.expect("server starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let library = app.library().clone();
+    tokio::spawn(app.run_until_stopped());
+    library.wait_scanned().await;
+    TestApp {
+        address,
+        project: project.canonicalize().unwrap(),
+        dir,
+        files_token: files.as_str().to_string(),
+        access_token: access.as_str().to_string(),
+        client: reqwest::Client::builder().build().unwrap(),
+        handle,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Tests run on the multi-thread runtime, so the server keeps running while this
+        // thread waits for it to stop.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(handle.stop(false));
+        });
+    }
+}
+
+impl TestApp {
+    pub fn uploads(&self) -> PathBuf {
+        self.project.join("uploads")
+    }
+
+    /// Where a file lives on disk.
+    pub fn file_path(&self, rel: &str) -> PathBuf {
+        self.uploads().join(rel)
+    }
+
+    /// Where a file's meta lives on disk.
+    pub fn meta_path(&self, rel: &str) -> PathBuf {
+        self.uploads().join(".meta").join(format!("{rel}.yaml"))
+    }
+
+    /// Puts a file on disk directly, as a person would.
+    pub fn put_file(&self, rel: &str, bytes: &[u8]) {
+        let p = self.file_path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{}", self.address, path_and_query)
+    }
+
+    /// GET with the files token in the query.
+    pub async fn get_api(&self, route: &str, query: &[(&str, &str)]) -> Response {
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        q.push(("token", &self.files_token));
+        self.client.get(self.url(route)).query(&q).send().await.unwrap()
+    }
+
+    /// A JSON call with both tokens in the body.
+    pub async fn call(&self, method: Method, route: &str, mut body: Value) -> Response {
+        body["token"] = json!(self.files_token);
+        body["access_token"] = json!(self.access_token);
+        self.client
+            .request(method, self.url(route))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn fetch(&self, path: &str) -> Response {
+        self.get_api("/api/files", &[("path", path)]).await
+    }
+
+    /// Uploads files (name, bytes) into a folder with extra form fields.
+    pub async fn upload_many(&self, folder: &str, files: &[(&str, &[u8])], extra: &[(&str, &str)]) -> Response {
+        let mut form = Form::new()
+            .text("token", self.files_token.clone())
+            .text("access_token", self.access_token.clone())
+            .text("folder", folder.to_string());
+        for (k, v) in extra {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        for (name, bytes) in files {
+            form = form.part("file", Part::bytes(bytes.to_vec()).file_name(name.to_string()));
+        }
+        self.client
+            .post(self.url("/api/files"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn upload(&self, folder: &str, name: &str, bytes: &[u8]) -> Response {
+        self.upload_many(folder, &[(name, bytes)], &[]).await
+    }
+
+    /// Uploads and returns the file object, asserting success.
+    pub async fn uploaded(&self, folder: &str, name: &str, bytes: &[u8]) -> Value {
+        let res = self.upload(folder, name, bytes).await;
+        assert_eq!(res.status(), StatusCode::OK, "upload of {name} failed");
+        res.json::<Value>().await.unwrap()["data"].clone()
+    }
+}
+
+/// Asserts a JSON error body with this status and code.
+pub async fn assert_error(res: Response, status: StatusCode, code: &str) {
+    let got = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "unexpected status; body: {body}");
+    assert_eq!(body["code"], code, "unexpected code; body: {body}");
+    assert_eq!(body["http_status_code"], status.as_u16(), "body: {body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+}
+
+pub fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// A small real JPEG image made in memory.
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 90]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+/// A small real PNG image made in memory.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_pixel(width, height, image::Rgba([10, 200, 30, 255]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
+}
+
+/// Every file below `dir` whose name marks it as a temp file of the server.
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".flextype-tmp-"))
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}

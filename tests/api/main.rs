@@ -1,0 +1,14 @@
+//! One integration-test binary: the real server on port 0 over a temp project, spoken to
+//! over HTTP.
+
+mod cli;
+mod concurrency;
+mod crash;
+mod files;
+mod folders;
+mod helpers;
+mod meta;
+mod paths;
+mod serve;
+mod tokens;
+mod upload;
