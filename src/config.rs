@@ -231,6 +231,13 @@ impl Config {
                 &format!("'{t}' must be a lowercase extension without the dot"),
             );
         }
+        if !self.media.protected.is_empty() {
+            // Refusing is safer than serving files someone meant to protect.
+            return bad(
+                "media.protected",
+                "protected files are not supported by this version yet; leave the list empty",
+            );
+        }
         if self.project.as_os_str().is_empty() {
             return bad("project", "must name a folder");
         }
@@ -279,6 +286,17 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_annotated_example_config_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("flextype.yaml");
+        let loaded = Config::load(Some(&path)).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&loaded).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
     }
 
     #[test]

@@ -103,7 +103,12 @@ impl TestApp {
     pub async fn get_api(&self, route: &str, query: &[(&str, &str)]) -> Response {
         let mut q: Vec<(&str, &str)> = query.to_vec();
         q.push(("token", &self.files_token));
-        self.client.get(self.url(route)).query(&q).send().await.unwrap()
+        self.client
+            .get(self.url(route))
+            .query(&q)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// A JSON call with both tokens in the body.
@@ -123,7 +128,12 @@ impl TestApp {
     }
 
     /// Uploads files (name, bytes) into a folder with extra form fields.
-    pub async fn upload_many(&self, folder: &str, files: &[(&str, &[u8])], extra: &[(&str, &str)]) -> Response {
+    pub async fn upload_many(
+        &self,
+        folder: &str,
+        files: &[(&str, &[u8])],
+        extra: &[(&str, &str)],
+    ) -> Response {
         let mut form = Form::new()
             .text("token", self.files_token.clone())
             .text("access_token", self.access_token.clone())
@@ -132,7 +142,10 @@ impl TestApp {
             form = form.text(k.to_string(), v.to_string());
         }
         for (name, bytes) in files {
-            form = form.part("file", Part::bytes(bytes.to_vec()).file_name(name.to_string()));
+            form = form.part(
+                "file",
+                Part::bytes(bytes.to_vec()).file_name(name.to_string()),
+            );
         }
         self.client
             .post(self.url("/api/files"))
@@ -161,7 +174,10 @@ pub async fn assert_error(res: Response, status: StatusCode, code: &str) {
     assert_eq!(got, status, "unexpected status; body: {body}");
     assert_eq!(body["code"], code, "unexpected code; body: {body}");
     assert_eq!(body["http_status_code"], status.as_u16(), "body: {body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
 }
 
 pub fn blake3_hex(bytes: &[u8]) -> String {
@@ -170,7 +186,9 @@ pub fn blake3_hex(bytes: &[u8]) -> String {
 
 /// A small real JPEG image made in memory.
 pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 90]));
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 5) as u8, 90])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     image::DynamicImage::ImageRgb8(img)
         .write_to(&mut out, image::ImageFormat::Jpeg)
@@ -193,7 +211,11 @@ pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".flextype-tmp-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".flextype-tmp-")
+        })
         .map(|e| e.path().to_path_buf())
         .collect()
 }
