@@ -460,3 +460,51 @@ async fn full_url_uses_the_configured_url() {
         format!("https://media.example.org/media/{}.txt", blake3_hex(b"a"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_answers_preflight_and_marks_responses() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/api/files"))
+        .header("Origin", "https://site.example")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    let res = app
+        .client
+        .get(app.url("/api/health"))
+        .header("Origin", "https://site.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cors_can_be_limited_to_one_origin_or_disabled() {
+    let app = spawn_app_with(|c| c.cors.origin = "https://mine.example".into()).await;
+    let res = app
+        .client
+        .get(app.url("/api/health"))
+        .header("Origin", "https://mine.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://mine.example"
+    );
+    let off = spawn_app_with(|c| c.cors.enabled = false).await;
+    let res = off
+        .client
+        .get(off.url("/api/health"))
+        .header("Origin", "https://site.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+}
