@@ -20,6 +20,8 @@ use crate::storage::staging::{StageError, Staged, StagingWriter};
 
 /// Largest text field read from a multipart body.
 const MAX_FIELD: usize = 64 * 1024;
+/// Largest sum of text fields in one request: they are read before authentication.
+const MAX_FIELDS_TOTAL: usize = 256 * 1024;
 
 fn stage_error(e: StageError) -> ApiError {
     match e {
@@ -35,6 +37,7 @@ pub async fn upload(
 ) -> Result<HttpResponse, ApiError> {
     let mut params = Params::from_query(req.query_string())?;
     let mut authed = false;
+    let mut text_total = 0usize;
     let mut staged: Vec<(String, Staged)> = Vec::new();
     while let Some(field) = body.next().await {
         let mut field = field?;
@@ -53,6 +56,13 @@ pub async fn upload(
                         format!("Field `{name}` is too large"),
                     ));
                 }
+            }
+            text_total += text.len();
+            if text_total > MAX_FIELDS_TOTAL {
+                return Err(ApiError::bad_request(
+                    "field-too-large",
+                    "The text fields of this request are too large",
+                ));
             }
             let text = String::from_utf8(text).map_err(|_| {
                 ApiError::bad_request("bad-multipart", format!("Field `{name}` is not UTF-8"))

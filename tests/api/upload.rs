@@ -266,3 +266,22 @@ async fn large_upload_streams_and_hashes_correctly() {
     assert_eq!(d["hash"], blake3_hex(&bytes));
     assert_eq!(std::fs::read(app.file_path("big/data.txt")).unwrap(), bytes);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_text_fields_are_refused_before_any_file_is_read() {
+    let app = spawn_app().await;
+    let mut form = Form::new();
+    for n in 0..8 {
+        form = form.text(format!("junk{n}"), "x".repeat(60 * 1024));
+    }
+    let form = form.part("file", Part::bytes(b"x".to_vec()).file_name("a.txt"));
+    let res = app
+        .client
+        .post(app.url("/api/files"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, StatusCode::BAD_REQUEST, "field-too-large").await;
+    assert!(temp_files(&app.project).is_empty());
+}
