@@ -23,12 +23,17 @@ pub struct TestApp {
 
 /// A config for a test: its own project folder, port 0, few workers.
 pub fn test_config(project: &Path) -> Config {
-    let mut config = Config::default();
-    config.project = project.to_path_buf();
-    config.server.address = "127.0.0.1:0".into();
-    config.server.workers = 2;
-    config.watch.enabled = false;
-    config
+    let defaults = Config::default();
+    Config {
+        project: project.to_path_buf(),
+        server: flextype::config::ServerConfig {
+            address: "127.0.0.1:0".into(),
+            workers: 2,
+            ..defaults.server
+        },
+        watch: flextype::config::WatchConfig { enabled: false },
+        ..defaults
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
