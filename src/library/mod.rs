@@ -12,7 +12,8 @@ pub mod names;
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_yaml::Mapping;
@@ -130,6 +131,8 @@ struct Inner {
     config: Arc<Config>,
     locks: Locks,
     hashes: RwLock<HashIndex>,
+    /// Facts of files whose meta is not valid YAML, by (path, size, mtime).
+    broken: Mutex<HashMap<(MediaPath, u64, SystemTime), Facts>>,
     scanned: tokio::sync::watch::Sender<bool>,
 }
 
@@ -164,6 +167,7 @@ impl Library {
                 config,
                 locks: Locks::default(),
                 hashes: RwLock::new(HashIndex::default()),
+                broken: Mutex::new(HashMap::new()),
                 scanned,
             }),
         }
@@ -199,6 +203,10 @@ impl Library {
         }
     }
 
+    fn broken(&self) -> MutexGuard<'_, HashMap<(MediaPath, u64, SystemTime), Facts>> {
+        self.inner.broken.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn hashes(&self) -> std::sync::RwLockWriteGuard<'_, HashIndex> {
         self.inner.hashes.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -228,8 +236,20 @@ impl Library {
             })),
             Ok(_) => Ok(None),
             Err(MetaError::Invalid { .. }) => {
-                // Hand-broken meta is never overwritten: serve facts alone until it is fixed.
-                let facts = self.facts(&path, p, size, modified)?;
+                // Hand-broken meta is never overwritten: serve facts alone until it is fixed,
+                // remembering them so a large file is not re-hashed on every request.
+                let key = (p.clone(), size, modified);
+                let cached = self.broken().get(&key).cloned();
+                let facts = match cached {
+                    Some(f) => f,
+                    None => {
+                        let f = self.facts(&path, p, size, modified)?;
+                        let mut broken = self.broken();
+                        broken.retain(|(q, _, _), _| q != p);
+                        broken.insert(key, f.clone());
+                        f
+                    }
+                };
                 let mut m = Mapping::new();
                 meta::apply_facts(&mut m, &facts);
                 Ok(Some(Entry {
