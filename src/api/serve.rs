@@ -231,7 +231,11 @@ async fn serve_upload(
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| ApiError::bad_request("invalid-path", "Path is not valid UTF-8"))?;
-    if let Some(hot) = state.hot.get(&decoded) {
+    // Parsed before the cache is consulted: a request path that is not a valid media path
+    // never reaches anything, cached or not. (Media keys start with NUL, which no valid path
+    // holds, so the two kinds of key cannot meet.)
+    let p = MediaPath::parse(&decoded)?;
+    if let Some(hot) = state.hot.get(p.as_str()) {
         return Ok(respond(
             &req,
             &hot.prepared,
@@ -239,11 +243,10 @@ async fn serve_upload(
             NO_CACHE,
         ));
     }
-    let p = MediaPath::parse(&decoded)?;
     if p.is_root() {
         return Err(LibraryError::FileNotFound.into());
     }
-    let key = decoded.into_owned();
+    let key = p.as_str().to_string();
     serve_entry(&req, &state, &p, key, None, NO_CACHE).await
 }
 
@@ -462,6 +465,12 @@ fn respond(
         } else {
             status = s;
         }
+    }
+    if status == StatusCode::PRECONDITION_FAILED {
+        let mut res =
+            ApiError::new(status, "precondition-failed", "Precondition failed").error_response();
+        res.headers_mut().insert(header::ETAG, p.etag.clone());
+        return res;
     }
     let mut res = HttpResponse::build(status);
     res.insert_header((header::ETAG, p.etag.clone()))
