@@ -201,6 +201,52 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A small real JPEG carrying an EXIF block (APP1) with a camera, a date and a position.
+/// `corrupt` scribbles over the block's TIFF header, as a damaged camera file would have.
+pub fn jpeg_with_camera_exif(corrupt: bool) -> Vec<u8> {
+    use exif::{Field, In, Rational, Tag, Value};
+    let ascii = |tag, s: &str| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value: Value::Ascii(vec![s.as_bytes().to_vec()]),
+    };
+    let rational = |tag, parts: &[(u32, u32)]| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value: Value::Rational(
+            parts
+                .iter()
+                .map(|&(num, denom)| Rational { num, denom })
+                .collect(),
+        ),
+    };
+    let fields = [
+        ascii(Tag::Make, "NIKON CORPORATION"),
+        ascii(Tag::Model, "NIKON D750"),
+        ascii(Tag::DateTimeOriginal, "2021:05:01 09:30:00"),
+        ascii(Tag::GPSLatitudeRef, "S"),
+        rational(Tag::GPSLatitude, &[(33, 1), (51, 1), (0, 1)]),
+        ascii(Tag::GPSLongitudeRef, "E"),
+        rational(Tag::GPSLongitude, &[(151, 1), (12, 1), (0, 1)]),
+    ];
+    let mut writer = exif::experimental::Writer::new();
+    fields.iter().for_each(|f| writer.push_field(f));
+    let mut tiff = std::io::Cursor::new(Vec::new());
+    writer.write(&mut tiff, false).unwrap();
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(tiff.into_inner());
+    if corrupt {
+        app1[6..30].fill(0xEE);
+    }
+    let plain = jpeg(16, 9);
+    let mut out = plain[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
+    out.extend(app1);
+    out.extend(&plain[2..]);
+    out
+}
+
 /// A small real PNG image made in memory.
 pub fn png(width: u32, height: u32) -> Vec<u8> {
     let img = image::RgbaImage::from_pixel(width, height, image::Rgba([10, 200, 30, 255]));

@@ -30,6 +30,34 @@ async fn upload_stores_the_original_bytes_and_a_meta_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn upload_reads_camera_date_and_position_from_exif() {
+    let app = spawn_app().await;
+    let d = app
+        .uploaded("photos", "beach.jpg", &jpeg_with_camera_exif(false))
+        .await;
+    let exif = &d["exif"];
+    assert_eq!(exif["Width"], 16);
+    assert_eq!(exif["IsColor"], 1);
+    assert_eq!(exif["Make"], "NIKON CORPORATION");
+    assert_eq!(exif["Model"], "NIKON D750");
+    assert_eq!(exif["DateTimeOriginal"], "2021:05:01 09:30:00");
+    assert_eq!(exif["GPSLatitude"], -33.85, "south is negative");
+    assert_eq!(exif["GPSLongitude"], 151.2);
+    let meta = std::fs::read_to_string(app.meta_path("photos/beach.jpg")).unwrap();
+    assert!(meta.contains("Model: NIKON D750"), "{meta}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_exif_block_never_fails_an_upload() {
+    let app = spawn_app().await;
+    let d = app
+        .uploaded("photos", "damaged.jpg", &jpeg_with_camera_exif(true))
+        .await;
+    assert_eq!(d["exif"]["Width"], 16, "the header still gives the size");
+    assert_eq!(d["exif"]["Make"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn safe_names_slugify_the_stem() {
     let app = spawn_app().await;
     let d = app.uploaded("", "My Photo.PNG", &png(2, 2)).await;
