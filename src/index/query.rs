@@ -1,0 +1,282 @@
+//! Search requests against the index: the text query, the filters, the order and the page.
+
+use std::fmt::Debug;
+use std::ops::Bound;
+
+use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue, SortByString};
+use tantivy::collector::{Count, SortKeyComputer, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery,
+    TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocAddress, Index, Order, Searcher, Term};
+
+use super::schema::{folder_facet, Fields};
+use super::IndexError;
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// tantivy query syntax; "" or "*" matches every document.
+    pub q: String,
+    /// "" is the root; matches the folder and all its sub-folders.
+    pub folder: Option<String>,
+    /// Exact ("image/png") or a whole major type ("image/*").
+    pub mime: Option<String>,
+    /// Case-insensitive, without the dot.
+    pub ext: Option<String>,
+    /// Exact tag, case-insensitive.
+    pub tag: Option<String>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+    /// `uploaded_on` bounds, inclusive, Unix seconds.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub sort: Option<Sort>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    UploadedOn,
+    ModifiedOn,
+    Filesize,
+    Width,
+    Height,
+    Filename,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sort {
+    pub field: SortField,
+    pub descending: bool,
+}
+
+const SORT_FIELDS: &str = "uploaded_on, modified_on, filesize, width, height, filename";
+
+impl std::str::FromStr for Sort {
+    type Err = IndexError;
+
+    /// `field`, `field:asc` or `field:desc`.
+    fn from_str(s: &str) -> Result<Sort, IndexError> {
+        let (name, dir) = s.split_once(':').unwrap_or((s, "asc"));
+        let field = match name.trim() {
+            "uploaded_on" => SortField::UploadedOn,
+            "modified_on" => SortField::ModifiedOn,
+            "filesize" => SortField::Filesize,
+            "width" => SortField::Width,
+            "height" => SortField::Height,
+            "filename" => SortField::Filename,
+            other => {
+                return Err(IndexError::BadSort(format!(
+                    "Cannot sort by '{other}'; sort by one of: {SORT_FIELDS}"
+                )))
+            }
+        };
+        let descending = match dir.trim() {
+            "asc" => false,
+            "desc" => true,
+            other => {
+                return Err(IndexError::BadSort(format!(
+                    "Sort direction '{other}' is neither 'asc' nor 'desc'"
+                )))
+            }
+        };
+        Ok(Sort { field, descending })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResult {
+    pub paths: Vec<String>,
+    /// Every match, whatever the page.
+    pub total: u64,
+}
+
+pub(super) fn run(
+    index: &Index,
+    f: &Fields,
+    searcher: &Searcher,
+    q: &SearchQuery,
+) -> Result<SearchResult, IndexError> {
+    let query = build(index, f, q)?;
+    let total = searcher.search(&query, &Count)? as u64;
+    if q.limit == 0 || q.offset as u64 >= total {
+        return Ok(SearchResult {
+            paths: vec![],
+            total,
+        });
+    }
+    let page = TopDocs::with_limit(q.limit).and_offset(q.offset);
+    let path = (SortByString::for_field("path"), Order::Asc);
+    let order = |desc: bool| if desc { Order::Desc } else { Order::Asc };
+    let hits: Vec<DocAddress> = match q.sort {
+        // Relevance, then newest first (with `*` every score is equal: newest first).
+        None => top(
+            searcher,
+            &query,
+            page,
+            (
+                (SortBySimilarityScore, Order::Desc),
+                (
+                    (
+                        SortByStaticFastValue::<i64>::for_field("uploaded_on"),
+                        Order::Desc,
+                    ),
+                    path,
+                ),
+            ),
+        )?,
+        Some(Sort { field, descending }) => {
+            let o = order(descending);
+            match field {
+                SortField::UploadedOn => top(
+                    searcher,
+                    &query,
+                    page,
+                    (
+                        (SortByStaticFastValue::<i64>::for_field("uploaded_on"), o),
+                        path,
+                    ),
+                )?,
+                SortField::ModifiedOn => top(
+                    searcher,
+                    &query,
+                    page,
+                    (
+                        (SortByStaticFastValue::<f64>::for_field("modified_on"), o),
+                        path,
+                    ),
+                )?,
+                SortField::Filesize | SortField::Width | SortField::Height => {
+                    let name = match field {
+                        SortField::Filesize => "filesize",
+                        SortField::Width => "width",
+                        _ => "height",
+                    };
+                    top(
+                        searcher,
+                        &query,
+                        page,
+                        ((SortByStaticFastValue::<u64>::for_field(name), o), path),
+                    )?
+                }
+                SortField::Filename => top(
+                    searcher,
+                    &query,
+                    page,
+                    ((SortByString::for_field("filename_sort"), o), path),
+                )?,
+            }
+        }
+    };
+    let mut paths = Vec::with_capacity(hits.len());
+    let mut text = String::new();
+    for addr in hits {
+        let segment = searcher.segment_reader(addr.segment_ord);
+        let Some(column) = segment.fast_fields().str("path")? else {
+            continue;
+        };
+        let Some(ord) = column.term_ords(addr.doc_id).next() else {
+            continue;
+        };
+        text.clear();
+        if column.ord_to_str(ord, &mut text)? {
+            paths.push(text.clone());
+        }
+    }
+    Ok(SearchResult { paths, total })
+}
+
+/// The page of hits in the order `key` gives.
+fn top<K>(
+    searcher: &Searcher,
+    query: &dyn Query,
+    page: TopDocs,
+    key: K,
+) -> Result<Vec<DocAddress>, IndexError>
+where
+    K: SortKeyComputer + Send + Sync + 'static,
+    K::SortKey: 'static + Clone + Send + Sync + Debug,
+{
+    let hits = searcher.search(query, &page.order_by(key))?;
+    Ok(hits.into_iter().map(|(_, addr)| addr).collect())
+}
+
+/// The text query with every filter as a required clause that does not change the score.
+fn build(index: &Index, f: &Fields, q: &SearchQuery) -> Result<Box<dyn Query>, IndexError> {
+    let text = q.q.trim();
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    if !text.is_empty() && text != "*" {
+        let mut parser = QueryParser::for_index(
+            index,
+            vec![f.title, f.description, f.tags, f.filename, f.body],
+        );
+        parser.set_conjunction_by_default();
+        let parsed = parser
+            .parse_query(text)
+            .map_err(|e| IndexError::BadQuery(format!("Query does not parse: {e}")))?;
+        clauses.push((Occur::Must, parsed));
+    }
+    let filter = |clauses: &mut Vec<(Occur, Box<dyn Query>)>, query: Box<dyn Query>| {
+        clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0))));
+    };
+    if let Some(folder) = q.folder.as_deref().filter(|f| !f.is_empty()) {
+        let term = Term::from_facet(f.folder, &folder_facet(folder));
+        filter(&mut clauses, term_query(term));
+    }
+    if let Some(mime) = &q.mime {
+        let mime = mime.trim().to_lowercase();
+        let query = match mime.strip_suffix("/*") {
+            Some(major) => term_query(Term::from_field_text(f.mime_major, major)),
+            None => term_query(Term::from_field_text(f.mime, &mime)),
+        };
+        filter(&mut clauses, query);
+    }
+    if let Some(ext) = &q.ext {
+        let ext = ext.trim().trim_start_matches('.').to_lowercase();
+        filter(&mut clauses, term_query(Term::from_field_text(f.ext, &ext)));
+    }
+    if let Some(tag) = &q.tag {
+        let tag = tag.trim().to_lowercase();
+        filter(&mut clauses, term_query(Term::from_field_text(f.tag, &tag)));
+    }
+    if q.min_size.is_some() || q.max_size.is_some() {
+        filter(&mut clauses, u64_range(f.filesize, q.min_size, q.max_size));
+    }
+    if q.from.is_some() || q.to.is_some() {
+        filter(&mut clauses, i64_range(f.uploaded_on, q.from, q.to));
+    }
+    if matches!((q.min_size, q.max_size), (Some(a), Some(b)) if a > b)
+        || matches!((q.from, q.to), (Some(a), Some(b)) if a > b)
+    {
+        return Ok(Box::new(EmptyQuery));
+    }
+    Ok(match clauses.len() {
+        0 => Box::new(AllQuery),
+        _ => Box::new(BooleanQuery::new(clauses)),
+    })
+}
+
+fn term_query(term: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+}
+
+fn u64_range(field: Field, min: Option<u64>, max: Option<u64>) -> Box<dyn Query> {
+    let bound = |v: Option<u64>| {
+        v.map_or(Bound::Unbounded, |v| {
+            Bound::Included(Term::from_field_u64(field, v))
+        })
+    };
+    Box::new(RangeQuery::new(bound(min), bound(max)))
+}
+
+fn i64_range(field: Field, min: Option<i64>, max: Option<i64>) -> Box<dyn Query> {
+    let bound = |v: Option<i64>| {
+        v.map_or(Bound::Unbounded, |v| {
+            Bound::Included(Term::from_field_i64(field, v))
+        })
+    };
+    Box::new(RangeQuery::new(bound(min), bound(max)))
+}
