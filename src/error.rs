@@ -9,6 +9,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::index::IndexError;
+use crate::indexer::IndexerError;
 use crate::library::LibraryError;
 use crate::storage::paths::PathError;
 
@@ -128,6 +130,17 @@ impl From<LibraryError> for ApiError {
             L::Io(inner) => return ApiError::unexpected(inner),
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<IndexerError> for ApiError {
+    fn from(e: IndexerError) -> Self {
+        match e {
+            IndexerError::Index(IndexError::BadQuery(m)) => Self::bad_request("invalid-query", m),
+            IndexerError::Index(IndexError::BadSort(m)) => Self::bad_request("invalid-sort", m),
+            IndexerError::Library(inner) => inner.into(),
+            other => ApiError::unexpected(&other),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod health;
 pub mod meta;
 pub mod objects;
 pub mod params;
+pub mod search;
 pub mod serve;
 pub mod upload;
 
@@ -19,11 +20,13 @@ use actix_web::{web, HttpRequest};
 use crate::auth::TokenStore;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::indexer::Indexer;
 use crate::library::Library;
 
 /// What every handler shares.
 pub struct AppState {
     pub library: Library,
+    pub indexer: Indexer,
     pub tokens: Arc<TokenStore>,
     pub config: Arc<Config>,
     pub hot: serve::HotCache,
@@ -42,6 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/api")
                 .configure(meta::configure)
                 .configure(files::configure)
+                .configure(search::configure)
                 .configure(folders::configure)
                 .configure(health::configure)
                 .default_service(web::to(not_found)),

@@ -106,13 +106,23 @@ impl Params {
     }
 
     pub fn usize(&self, key: &str) -> Result<Option<usize>, ApiError> {
+        self.number(key, "a non-negative integer")
+    }
+
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        self.number(key, "a non-negative integer")
+    }
+
+    pub fn i64(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        self.number(key, "an integer")
+    }
+
+    /// A numeric parameter; `what` names the expected form in the error.
+    fn number<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ApiError> {
         match self.str(key) {
             None => Ok(None),
             Some(s) => s.trim().parse().map(Some).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid-parameter",
-                    format!("`{key}` must be a non-negative integer"),
-                )
+                ApiError::bad_request("invalid-parameter", format!("`{key}` must be {what}"))
             }),
         }
     }

@@ -1,0 +1,71 @@
+//! `GET /api/files/search`: full-text search with filters, sorting and paging over the index.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::objects::{base_url, file_object};
+use super::params::{Params, ReadRequest};
+use super::AppState;
+use crate::error::ApiError;
+use crate::index::{SearchQuery, Sort};
+use crate::storage::paths::MediaPath;
+
+/// Hits per page when `limit` is not given, and the most a page may hold.
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 1_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(super::resource("/files/search").route(web::get().to(search)));
+}
+
+async fn search(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    r: ReadRequest,
+) -> Result<HttpResponse, ApiError> {
+    let query = parse_query(&r.params)?;
+    let (entries, total) = state.indexer.search(query).await?;
+    let base = base_url(&state.config, &req);
+    let data: Vec<Value> = entries.iter().map(|e| file_object(e, &base)).collect();
+    Ok(HttpResponse::Ok().json(json!({ "data": data, "total": total })))
+}
+
+fn parse_query(p: &Params) -> Result<SearchQuery, ApiError> {
+    let limit = p.usize("limit")?.unwrap_or(DEFAULT_LIMIT);
+    if limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid-parameter",
+            format!("`limit` must be at most {MAX_LIMIT}"),
+        ));
+    }
+    let folder = match p.str("folder") {
+        Some(f) => Some(MediaPath::parse(&f)?.as_str().to_string()),
+        None => None,
+    };
+    let sort = match p.str("sort").filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<Sort>()
+                .map_err(crate::indexer::IndexerError::from)?,
+        ),
+        None => None,
+    };
+    let text = |key: &str| {
+        p.str(key)
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    Ok(SearchQuery {
+        q: p.str("q").unwrap_or_default(),
+        folder,
+        mime: text("type"),
+        ext: text("ext").map(|e| e.trim_start_matches('.').to_string()),
+        tag: text("tag"),
+        min_size: p.u64("min_size")?,
+        max_size: p.u64("max_size")?,
+        from: p.i64("from")?,
+        to: p.i64("to")?,
+        sort,
+        limit,
+        offset: p.usize("offset")?.unwrap_or(0),
+    })
+}
