@@ -77,11 +77,22 @@ pub struct TokensConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WatchConfig {
     pub enabled: bool,
+    /// How long a path must be quiet before its events are acted on, in milliseconds.
+    pub quiet_ms: u64,
+    /// How long orphaned meta waits for its file to reappear elsewhere, in seconds.
+    pub orphan_grace_s: u64,
+    /// Seconds between full reconcile scans that catch anything missed; 0 turns them off.
+    pub reconcile_interval_s: u64,
 }
 
 impl Default for WatchConfig {
     fn default() -> Self {
-        WatchConfig { enabled: true }
+        WatchConfig {
+            enabled: true,
+            quiet_ms: 500,
+            orphan_grace_s: 10,
+            reconcile_interval_s: 3600,
+        }
     }
 }
 
@@ -237,6 +248,9 @@ impl Config {
                 "media.protected",
                 "protected files are not supported by this version yet; leave the list empty",
             );
+        }
+        if !(50..=60_000).contains(&self.watch.quiet_ms) {
+            return bad("watch.quiet_ms", "must be between 50 and 60000");
         }
         if self.project.as_os_str().is_empty() {
             return bad("project", "must name a folder");

@@ -5,7 +5,7 @@ use std::io;
 
 use serde_yaml::{Mapping, Value};
 
-use super::{names, not_found_as, now_secs, Entry, Library, LibraryError, Result};
+use super::{names, not_found_as, now_secs, Change, Entry, Library, LibraryError, Result};
 use crate::exif;
 use crate::sniff;
 use crate::storage::atomic::{self, rename_noreplace, Cleanup, TEMP_PREFIX};
@@ -217,6 +217,8 @@ impl Library {
                 hashes.set(&to, h);
             }
             drop(hashes);
+            lib.changed(Change::File(from));
+            lib.changed(Change::File(to.clone()));
             Ok(Entry { path: to, ..entry })
         })
         .await
@@ -287,6 +289,7 @@ impl Library {
                 _ => {}
             }
             lib.hashes().remove(&p);
+            lib.changed(Change::File(p));
             Ok(())
         })
         .await
@@ -311,6 +314,7 @@ impl Library {
                 MetaEdit::Delete(f) => meta::delete_field(&mut entry.meta, &f)?,
             }
             meta::write(&meta_path, &entry.meta)?;
+            lib.changed(Change::File(p));
             Ok(entry)
         })
         .await

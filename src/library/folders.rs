@@ -4,7 +4,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use super::{not_found_as, now_secs, Library, LibraryError, Result};
+use super::{not_found_as, now_secs, Change, Library, LibraryError, Result};
 use crate::storage::atomic::{self, rename_noreplace};
 use crate::storage::meta;
 use crate::storage::paths::{is_hidden_name, MediaPath};
@@ -114,6 +114,8 @@ impl Library {
             }
             atomic::sync_dir(dst.parent().unwrap_or(&dst))?;
             lib.hashes().rebase(&from, &to);
+            lib.changed(Change::Tree(from));
+            lib.changed(Change::Tree(to.clone()));
             lib.folder_info(&to)
         })
         .await
@@ -182,6 +184,7 @@ impl Library {
                 fs::remove_dir_all(&twin)?;
             }
             lib.hashes().remove_tree(&p);
+            lib.changed(Change::Tree(p));
             Ok(())
         })
         .await

@@ -72,8 +72,4 @@ impl HashIndex {
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
     }
-
-    pub fn count(&self) -> usize {
-        self.by_path.len()
-    }
 }

@@ -6,6 +6,7 @@
 
 mod files;
 mod folders;
+mod hand;
 mod hash_index;
 mod locks;
 pub mod names;
@@ -13,13 +14,14 @@ pub mod names;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_yaml::Mapping;
 
 pub use files::{Conflict, MetaEdit};
 pub use folders::FolderInfo;
+pub use hand::Problem;
 
 use crate::config::Config;
 use crate::exif;
@@ -120,6 +122,40 @@ impl Entry {
     }
 }
 
+/// A change to the tree that derived data (the search index) must follow. Carries only what
+/// changed, never a snapshot: the follower re-reads the current state, so changes can be
+/// merged and replayed in any order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Change {
+    /// A file (or its meta) was written, moved here or away, or deleted.
+    File(MediaPath),
+    /// Everything at or below a folder may have changed.
+    Tree(MediaPath),
+}
+
+/// What the index should hold for one path, read without taking the path's lock.
+#[derive(Debug)]
+pub enum Indexable {
+    /// Meta that describes the file's current content, with the meta file's mtime read
+    /// before the meta itself (so a later edit always looks newer).
+    Current(Entry, f64),
+    /// The file exists but its meta is missing or describes older content: refresh it first.
+    Stale,
+    /// The meta is not valid YAML: keep whatever was indexed last.
+    Broken,
+    /// No such file (or not a file).
+    Gone,
+}
+
+/// A file seen by the stamped walk: its size and mtime, and its meta file's mtime.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamped {
+    pub path: MediaPath,
+    pub size: u64,
+    pub modified_on: f64,
+    pub meta_modified: Option<f64>,
+}
+
 /// A cheap handle to the library, shared by every worker.
 #[derive(Clone)]
 pub struct Library {
@@ -134,6 +170,8 @@ struct Inner {
     /// Facts of files whose meta is not valid YAML, by (path, size, mtime).
     broken: Mutex<HashMap<(MediaPath, u64, SystemTime), Facts>>,
     scanned: tokio::sync::watch::Sender<bool>,
+    changes: OnceLock<tokio::sync::mpsc::UnboundedSender<Change>>,
+    hand: Mutex<hand::HandState>,
 }
 
 pub fn now_secs() -> i64 {
@@ -143,7 +181,8 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-fn mtime_secs(t: SystemTime) -> f64 {
+/// A file time as Unix seconds with fraction: the form of `modified_on` and of index stamps.
+pub fn mtime_secs(t: SystemTime) -> f64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as f64 + f64::from(d.subsec_nanos()) / 1e9,
         Err(e) => -(e.duration().as_secs_f64()),
@@ -169,6 +208,8 @@ impl Library {
                 hashes: RwLock::new(HashIndex::default()),
                 broken: Mutex::new(HashMap::new()),
                 scanned,
+                changes: OnceLock::new(),
+                hand: Mutex::default(),
             }),
         }
     }
@@ -193,13 +234,30 @@ impl Library {
             .map_err(|e| LibraryError::Io(io::Error::other(e)))?
     }
 
+    /// The stream of changes made through the library. Only the first caller gets it; with
+    /// nobody subscribed, changes are not recorded.
+    pub fn subscribe(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.inner.changes.set(tx).ok().map(|_| rx)
+    }
+
+    /// Tells the subscriber (if any) that something changed.
+    pub fn changed(&self, change: Change) {
+        if let Some(tx) = self.inner.changes.get() {
+            let _ = tx.send(change);
+        }
+    }
+
+    /// Records a file's hash for lookups by hash and announces the change.
     fn index_set(&self, path: &MediaPath, meta: &Mapping) {
-        if let Some(h) = meta::hash_of(meta) {
-            self.inner
-                .hashes
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .set(path, h);
+        self.remember_hash(path, meta::hash_of(meta));
+        self.changed(Change::File(path.clone()));
+    }
+
+    /// Records a file's hash for lookups by hash, without announcing anything.
+    pub fn remember_hash(&self, path: &MediaPath, hash: Option<&str>) {
+        if let Some(h) = hash {
+            self.hashes().set(path, h);
         }
     }
 
@@ -228,14 +286,18 @@ impl Library {
         let size = md.len();
         let modified = md.modified()?;
         match meta::read(&self.layout().meta_file(p)?) {
-            Ok(Some(m)) if meta::is_current(&m, size, mtime_secs(modified)) => Ok(Some(Entry {
-                path: p.clone(),
-                meta: m,
-                size,
-                modified,
-            })),
+            Ok(Some(m)) if meta::is_current(&m, size, mtime_secs(modified)) => {
+                self.note_invalid(p, None);
+                Ok(Some(Entry {
+                    path: p.clone(),
+                    meta: m,
+                    size,
+                    modified,
+                }))
+            }
             Ok(_) => Ok(None),
-            Err(MetaError::Invalid { .. }) => {
+            Err(MetaError::Invalid { message, .. }) => {
+                self.note_invalid(p, Some(&message));
                 // Hand-broken meta is never overwritten: serve facts alone until it is fixed,
                 // remembering them so a large file is not re-hashed on every request.
                 let key = (p.clone(), size, modified);
@@ -273,10 +335,13 @@ impl Library {
         let meta_path = self.layout().meta_file(p)?;
         let mut m = match meta::read(&meta_path) {
             Ok(Some(m)) => m,
-            _ => Mapping::new(),
+            // No meta: the file may be one that was moved by hand, whose meta is orphaned.
+            Ok(None) => self.adopt_orphan(p, &facts.hash)?.unwrap_or_default(),
+            Err(_) => Mapping::new(),
         };
         if m.is_empty() {
             m = meta::new_meta(names::split_name(p.name()).0, now_secs(), &facts);
+            self.note_fresh(p, &facts.hash, &m);
         } else {
             meta::fill_defaults(&mut m, names::split_name(p.name()).0, now_secs());
             meta::apply_facts(&mut m, &facts);
@@ -356,30 +421,95 @@ impl Library {
         Ok(out)
     }
 
-    /// Brings every file's meta in line with its content and fills the hash map. Files whose
-    /// size and mtime match their meta are not re-hashed.
-    pub async fn reconcile(&self) -> Result<usize> {
-        let stale = self
-            .blocking(|lib| {
-                let mut stale = Vec::new();
-                for p in lib.walk_files(&MediaPath::root())? {
-                    match lib.read_current(&p) {
-                        Ok(Some(e)) => lib.index_set(&p, &e.meta),
-                        Ok(None) => stale.push(p),
-                        Err(e) => tracing::warn!(path = %p, error = %e, "skipped in reconcile"),
-                    }
-                }
-                Ok(stale)
-            })
-            .await?;
-        let refreshed = stale.len();
-        for p in stale {
-            if let Err(e) = self.file(&p).await {
-                tracing::warn!(path = %p, error = %e, "could not refresh meta");
+    /// What the index should hold for a path, from a read that takes no lock. A hand-broken
+    /// meta file is reported as such and not replaced by facts.
+    pub fn indexable(&self, p: &MediaPath) -> Result<Indexable> {
+        let (_, md) = match self.stat_file(p) {
+            Ok(found) => found,
+            Err(LibraryError::FileNotFound | LibraryError::NotAFile) => return Ok(Indexable::Gone),
+            Err(e) => return Err(e),
+        };
+        let meta_path = self.layout().meta_file(p)?;
+        let meta_modified = match std::fs::metadata(&meta_path) {
+            Ok(m) => mtime_secs(m.modified()?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Indexable::Stale),
+            Err(e) => return Err(e.into()),
+        };
+        let (size, modified) = (md.len(), md.modified()?);
+        match meta::read(&meta_path) {
+            Ok(Some(m)) if meta::is_current(&m, size, mtime_secs(modified)) => {
+                self.note_invalid(p, None);
+                self.remember_hash(p, meta::hash_of(&m));
+                let entry = Entry {
+                    path: p.clone(),
+                    meta: m,
+                    size,
+                    modified,
+                };
+                Ok(Indexable::Current(entry, meta_modified))
             }
+            Ok(_) => Ok(Indexable::Stale),
+            Err(MetaError::Invalid { message, .. }) => {
+                self.note_invalid(p, Some(&message));
+                Ok(Indexable::Broken)
+            }
+            Err(MetaError::Io(e)) => Err(e.into()),
         }
+    }
+
+    /// A file's meta as it is on disk, read through the checked path.
+    pub fn read_meta(&self, p: &MediaPath) -> Result<Result<Option<Mapping>, String>> {
+        match meta::read(&self.layout().meta_file(p)?) {
+            Ok(m) => Ok(Ok(m)),
+            Err(MetaError::Invalid { message, .. }) => Ok(Err(message)),
+            Err(MetaError::Io(e)) => Err(e.into()),
+        }
+    }
+
+    /// Every file at or below `folder` with its size, mtime and its meta file's mtime: one
+    /// walk and two `lstat`s per file, for a start-up check that reads nothing else.
+    pub fn walk_stamped(&self, folder: &MediaPath) -> Result<Vec<Stamped>> {
+        let root = self.layout().file(folder)?;
+        let meta_root = self.layout().meta_folder(&MediaPath::root())?;
+        let mut out = Vec::new();
+        let walk = walkdir::WalkDir::new(&root)
+            .follow_links(false)
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_hidden_name(e.file_name()));
+        for entry in walk.filter_map(|e| e.ok()) {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let Some(path) = self.layout().media_path_of(entry.path()) else {
+                continue;
+            };
+            let Ok(md) = entry.metadata() else { continue };
+            let Ok(modified) = md.modified() else {
+                continue;
+            };
+            // Only stat, never read, through this unchecked join: anything unusual here
+            // (a symlink, a missing file) just sends the file down the checked slow path.
+            let mut meta_path = meta_root.join(path.as_str()).into_os_string();
+            meta_path.push(".");
+            meta_path.push(crate::storage::paths::META_EXT);
+            let meta_modified = std::fs::symlink_metadata(&meta_path)
+                .ok()
+                .filter(|m| m.file_type().is_file())
+                .and_then(|m| m.modified().ok())
+                .map(mtime_secs);
+            out.push(Stamped {
+                path,
+                size: md.len(),
+                modified_on: mtime_secs(modified),
+                meta_modified,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks the start-up scan as done: lookups by hash stop waiting.
+    pub fn set_scanned(&self) {
         self.inner.scanned.send_replace(true);
-        Ok(refreshed)
     }
 
     /// Media paths of the files at or below `folder`, sorted, hidden names and symlinks skipped.
@@ -482,14 +612,6 @@ impl Library {
 
     pub fn is_scanned(&self) -> bool {
         *self.inner.scanned.borrow()
-    }
-
-    pub fn indexed_files(&self) -> usize {
-        self.inner
-            .hashes
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .count()
     }
 }
 

@@ -1,0 +1,221 @@
+//! Watches `uploads/` (notify + notify-debouncer-full) and turns what people do by hand into a
+//! small set of [`Observed`] facts, sent in batches over a channel.
+//!
+//! Writes nothing and decides nothing: the indexer acts on what is observed through the
+//! library. Dot-names (the `.staging` folder, the server's temp files), partial-download names
+//! and anything that is not a valid media path are dropped here, so the server's own temp
+//! files never become work. Paths in the `.meta` mirror are reported as the media path whose
+//! meta changed.
+
+use std::path::Path;
+use std::time::Duration;
+
+use notify::event::{ModifyKind, RenameMode};
+use notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{
+    new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::storage::paths::{MediaPath, META_DIR, META_EXT};
+
+/// Something that happened under `uploads/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// A file or folder appeared, or a file's content changed.
+    Changed(MediaPath),
+    /// A file or folder is gone from this path.
+    Removed(MediaPath),
+    /// A file or folder was renamed or moved within the tree.
+    Renamed { from: MediaPath, to: MediaPath },
+    /// The meta file of this media path was written or appeared.
+    MetaChanged(MediaPath),
+    /// The meta file of this media path is gone.
+    MetaRemoved(MediaPath),
+    /// Events were lost (queue overflow, watch limit): everything must be looked at again.
+    Rescan,
+}
+
+/// Keeps the watch alive; dropping it stops watching.
+pub struct Watcher {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+/// Where a path on disk sits, seen from the library.
+#[derive(Debug, PartialEq, Eq)]
+enum Place {
+    Media(MediaPath),
+    Meta(MediaPath),
+    Ignored,
+}
+
+/// Starts watching `uploads` recursively; batches of observations go to `tx` once each path
+/// has been quiet for `quiet`.
+pub fn watch(
+    uploads: &Path,
+    quiet: Duration,
+    tx: UnboundedSender<Vec<Observed>>,
+) -> notify::Result<Watcher> {
+    let root = uploads.to_path_buf();
+    let mut debouncer = new_debouncer(quiet, None, move |result: DebounceEventResult| {
+        let batch = match result {
+            Ok(events) => translate(&root, &events),
+            Err(errors) => {
+                for e in &errors {
+                    tracing::warn!(error = %e, "file watcher error; rescanning");
+                }
+                vec![Observed::Rescan]
+            }
+        };
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+    })
+    .map_err(|e| e.add_path(uploads.to_path_buf()))?;
+    debouncer.watch(uploads, RecursiveMode::Recursive)?;
+    Ok(Watcher {
+        _debouncer: debouncer,
+    })
+}
+
+/// Debounced notify events as observations, in order, with ignored paths dropped.
+fn translate(root: &Path, events: &[DebouncedEvent]) -> Vec<Observed> {
+    let mut out = Vec::new();
+    for event in events {
+        if event.need_rescan() {
+            out.push(Observed::Rescan);
+            continue;
+        }
+        let place = |i: usize| {
+            event
+                .paths
+                .get(i)
+                .map_or(Place::Ignored, |p| place(root, p))
+        };
+        let observed = match event.kind {
+            EventKind::Create(_) => changed(place(0)),
+            EventKind::Remove(_) => removed(place(0)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
+                renamed(place(0), place(event.paths.len().saturating_sub(1)))
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)) => removed(place(0)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => changed(place(0)),
+            EventKind::Modify(ModifyKind::Name(_)) => match event.paths.first() {
+                Some(p) if p.exists() => changed(place(0)),
+                _ => removed(place(0)),
+            },
+            EventKind::Modify(_) => changed(place(0)),
+            EventKind::Access(_) | EventKind::Any | EventKind::Other => vec![],
+        };
+        out.extend(observed);
+    }
+    out
+}
+
+fn changed(at: Place) -> Vec<Observed> {
+    match at {
+        Place::Media(p) => vec![Observed::Changed(p)],
+        Place::Meta(p) => vec![Observed::MetaChanged(p)],
+        Place::Ignored => vec![],
+    }
+}
+
+fn removed(at: Place) -> Vec<Observed> {
+    match at {
+        Place::Media(p) => vec![Observed::Removed(p)],
+        Place::Meta(p) => vec![Observed::MetaRemoved(p)],
+        Place::Ignored => vec![],
+    }
+}
+
+/// A rename is only a rename when both ends are media paths; a temp file renamed into place
+/// is a change, a file renamed to a hidden name is a removal.
+fn renamed(from: Place, to: Place) -> Vec<Observed> {
+    match (from, to) {
+        (Place::Media(from), Place::Media(to)) => vec![Observed::Renamed { from, to }],
+        (from, to) => {
+            let mut out = removed(from);
+            out.extend(changed(to));
+            out
+        }
+    }
+}
+
+/// Classifies an absolute path under `root` (the uploads folder).
+fn place(root: &Path, path: &Path) -> Place {
+    let Ok(rel) = path.strip_prefix(root) else {
+        return Place::Ignored;
+    };
+    if let Ok(in_meta) = rel.strip_prefix(META_DIR) {
+        let Some(name) = in_meta.to_str() else {
+            return Place::Ignored;
+        };
+        return match name.strip_suffix(&format!(".{META_EXT}")) {
+            Some(media) => {
+                MediaPath::from_relative(Path::new(media)).map_or(Place::Ignored, Place::Meta)
+            }
+            None => Place::Ignored,
+        };
+    }
+    MediaPath::from_relative(rel).map_or(Place::Ignored, |p| {
+        if p.is_root() {
+            Place::Ignored
+        } else {
+            Place::Media(p)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mp(s: &str) -> MediaPath {
+        MediaPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn places_media_meta_and_ignored_paths() {
+        let root = Path::new("/p/uploads");
+        let at = |s: &str| place(root, &root.join(s));
+        assert_eq!(at("a/b.jpg"), Place::Media(mp("a/b.jpg")));
+        assert_eq!(at(".meta/a/b.jpg.yaml"), Place::Meta(mp("a/b.jpg")));
+        for ignored in [
+            ".meta/a/.flextype-tmp-x",
+            ".meta/a",
+            ".staging/x",
+            "a/.hidden.jpg",
+            "a/.flextype-tmp-123",
+            "a/video.mp4.part",
+            "a/x.crdownload",
+            "",
+        ] {
+            assert_eq!(at(ignored), Place::Ignored, "{ignored}");
+        }
+        assert_eq!(place(root, Path::new("/elsewhere/x")), Place::Ignored);
+    }
+
+    #[test]
+    fn renames_between_kinds_of_place() {
+        let m = |s: &str| Place::Media(mp(s));
+        assert_eq!(
+            renamed(m("a.jpg"), m("b/a.jpg")),
+            vec![Observed::Renamed {
+                from: mp("a.jpg"),
+                to: mp("b/a.jpg")
+            }]
+        );
+        assert_eq!(
+            renamed(Place::Ignored, m("a.jpg")),
+            vec![Observed::Changed(mp("a.jpg"))]
+        );
+        assert_eq!(
+            renamed(m("a.jpg"), Place::Ignored),
+            vec![Observed::Removed(mp("a.jpg"))]
+        );
+        assert_eq!(
+            renamed(Place::Ignored, Place::Meta(mp("a.jpg"))),
+            vec![Observed::MetaChanged(mp("a.jpg"))]
+        );
+    }
+}
