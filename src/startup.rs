@@ -14,9 +14,11 @@ use anyhow::Context;
 use crate::api::{self, serve::HotCache, AppState};
 use crate::auth::{TokenKind, TokenStore};
 use crate::config::Config;
+use crate::indexer::Indexer;
 use crate::library::Library;
 use crate::storage::atomic;
 use crate::storage::paths::Layout;
+use crate::watcher;
 
 /// How often call counters are written to the token files.
 const TOKEN_FLUSH: Duration = Duration::from_secs(1);
@@ -26,6 +28,8 @@ pub struct Application {
     server: Server,
     tokens: Arc<TokenStore>,
     library: Library,
+    indexer: Indexer,
+    watcher: Option<watcher::Watcher>,
 }
 
 /// Opens the project: creates missing folders, removes temp files a crash left behind, and
@@ -67,8 +71,10 @@ impl Application {
         let (layout, tokens) = open_project(&config)?;
         first_start_tokens(&tokens)?;
         let library = Library::new(layout, config.clone());
+        let indexer = Indexer::open(library.clone())?;
         let state = web::Data::new(AppState {
             library: library.clone(),
+            indexer: indexer.clone(),
             tokens: tokens.clone(),
             config: config.clone(),
             hot: HotCache::new(
@@ -103,13 +109,19 @@ impl Application {
         }
         let server = server.run();
 
-        let reconciling = library.clone();
-        tokio::spawn(async move {
-            match reconciling.reconcile().await {
-                Ok(n) => tracing::info!(refreshed = n, "start-up reconcile done"),
-                Err(e) => tracing::error!(error = %e, "start-up reconcile failed"),
-            }
-        });
+        // Watching starts before the start-up reconcile walks the tree, so nothing done by
+        // hand during the walk is missed.
+        let watcher = if config.watch.enabled {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let quiet = Duration::from_millis(config.watch.quiet_ms);
+            let w = watcher::watch(&library.layout().uploads, quiet, tx.clone())
+                .context("watching the uploads folder")?;
+            indexer.follow_hand(rx, tx);
+            Some(w)
+        } else {
+            None
+        };
+        indexer.start();
         let flushing = tokens.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(TOKEN_FLUSH);
@@ -125,6 +137,8 @@ impl Application {
             server,
             tokens,
             library,
+            indexer,
+            watcher,
         })
     }
 
@@ -140,9 +154,15 @@ impl Application {
         &self.library
     }
 
+    pub fn indexer(&self) -> &Indexer {
+        &self.indexer
+    }
+
     /// Serves until stopped (SIGINT/SIGTERM or the handle), then writes pending counters.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        drop(self.watcher);
+        self.indexer.shutdown().await;
         if let Err(e) = self.tokens.flush() {
             tracing::warn!(error = %e, "could not write call counters at shutdown");
         }

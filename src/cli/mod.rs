@@ -1,5 +1,6 @@
 //! The command line: parses arguments and dispatches to `startup` and the services.
 
+mod check;
 mod token;
 
 use std::path::PathBuf;
@@ -27,6 +28,18 @@ struct Cli {
 enum Command {
     /// Start the server (creates the project folder if missing).
     Serve,
+    /// Maintain the search index.
+    Index {
+        #[command(subcommand)]
+        command: check::IndexCommand,
+    },
+    /// Re-hash every file; report corrupt or changed content, missing, orphaned or invalid
+    /// meta and index drift. Exits 1 when it found any.
+    Verify {
+        /// Repair what can be repaired without losing editors' fields.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -47,6 +60,8 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(config),
         Command::Token { command } => token::run(&config, command),
+        Command::Index { command } => check::index(config, command),
+        Command::Verify { fix } => check::verify(config, fix),
     };
     match result {
         Ok(code) => code,

@@ -169,7 +169,7 @@ impl Served {
         let until = Instant::now() + START_DEADLINE;
         loop {
             let h = self.health().await;
-            if h["reconcile"] == "done" {
+            if h["reconcile"]["state"] == "done" {
                 return;
             }
             assert!(Instant::now() < until, "reconcile not done: {h}");

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub access_token: String,
     pub client: reqwest::Client,
     handle: ServerHandle,
+    config: Config,
+    running: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// A config for a test: its own project folder, port 0, few workers.
@@ -31,7 +33,10 @@ pub fn test_config(project: &Path) -> Config {
             workers: 2,
             ..defaults.server
         },
-        watch: flextype::config::WatchConfig { enabled: false },
+        watch: flextype::config::WatchConfig {
+            enabled: false,
+            ..defaults.watch
+        },
         ..defaults
     }
 }
@@ -50,12 +55,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let store = TokenStore::new(&project.join("tokens"), false);
     let (_, files) = store.create(TokenKind::Files, "test", 0).unwrap();
     let (_, access) = store.create(TokenKind::Access, "test", 0).unwrap();
-    let app = Application::build(config).await.expect("server starts");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
-    let library = app.library().clone();
-    tokio::spawn(app.run_until_stopped());
-    library.wait_scanned().await;
+    let (address, handle, running) = start(&config).await;
     TestApp {
         address,
         project: project.canonicalize().unwrap(),
@@ -64,7 +64,28 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         access_token: access.as_str().to_string(),
         client: reqwest::Client::builder().build().unwrap(),
         handle,
+        config,
+        running: Some(running),
     }
+}
+
+/// Starts a server and waits for its start-up scan.
+async fn start(
+    config: &Config,
+) -> (
+    String,
+    ServerHandle,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let app = Application::build(config.clone())
+        .await
+        .expect("server starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let library = app.library().clone();
+    let running = tokio::spawn(app.run_until_stopped());
+    library.wait_scanned().await;
+    (address, handle, running)
 }
 
 impl Drop for TestApp {
@@ -79,6 +100,26 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Stops the server and waits until it has let go of the project (the files stay).
+    pub async fn stop(&mut self) {
+        self.handle.stop(true).await;
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+    }
+
+    /// Stops the server and waits until it has let go of the project, runs `between` on the
+    /// project folder, and starts a new server over it (on a new port).
+    pub async fn restart(mut self, between: impl FnOnce(&Path)) -> TestApp {
+        self.stop().await;
+        between(&self.project);
+        let (address, handle, running) = start(&self.config).await;
+        self.address = address;
+        self.handle = handle;
+        self.running = Some(running);
+        self
+    }
+
     pub fn uploads(&self) -> PathBuf {
         self.project.join("uploads")
     }
