@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use crate::index::{DocInput, IndexError, Opened, SearchIndex, SearchQuery, Stamp};
+use crate::index::{DocInput, Hit, IndexError, Opened, SearchIndex, SearchQuery, Stamp};
 use crate::library::{mtime_secs, Change, Entry, Indexable, Library, LibraryError};
 use crate::progress::{Progress, Silent};
 use crate::storage::paths::MediaPath;
@@ -473,37 +473,12 @@ impl Indexer {
         Ok(())
     }
 
-    /// Matching files, current as on disk, and the total number of matches.
-    pub async fn search(&self, query: SearchQuery) -> Result<(Vec<Entry>, u64), IndexerError> {
-        let this = self.clone();
-        let (found, total, unsettled) = tokio::task::spawn_blocking(move || {
-            let result = this.index.search(&query)?;
-            let mut found = Vec::with_capacity(result.paths.len());
-            let mut unsettled = Vec::new();
-            for (i, raw) in result.paths.iter().enumerate() {
-                let Ok(p) = MediaPath::parse(raw) else {
-                    continue;
-                };
-                match this.library.indexable(&p) {
-                    Ok(Indexable::Current(entry, _)) => found.push((i, entry)),
-                    Ok(Indexable::Gone) => {}
-                    Ok(Indexable::Stale | Indexable::Broken) | Err(_) => unsettled.push((i, p)),
-                }
-            }
-            Ok::<_, IndexerError>((found, result.total, unsettled))
-        })
-        .await??;
-        let mut found = found;
-        // Files changed since they were indexed: read them the careful way.
-        for (i, p) in unsettled {
-            match self.library.file(&p).await {
-                Ok(entry) => found.push((i, entry)),
-                Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        found.sort_by_key(|(i, _)| *i);
-        Ok((found.into_iter().map(|(_, e)| e).collect(), total))
+    /// Matching files with the meta they were indexed with (at most a commit behind the
+    /// disk), and the total number of matches.
+    pub async fn search(&self, query: SearchQuery) -> Result<(Vec<Hit>, u64), IndexerError> {
+        let index = self.index.clone();
+        let result = tokio::task::spawn_blocking(move || index.search(&query)).await??;
+        Ok((result.hits, result.total))
     }
 }
 

@@ -58,26 +58,28 @@ fn uploads_url(p: &MediaPath) -> String {
 }
 
 pub fn file_object(entry: &Entry, base: &str) -> Value {
-    let mut obj: Map<String, Value> = mapping_to_json(&entry.meta);
-    let name = entry.path.name();
+    file_object_from(&entry.path, mapping_to_json(&entry.meta), base)
+}
+
+/// The file object of `path` whose meta, as JSON, is `obj`.
+pub fn file_object_from(path: &MediaPath, mut obj: Map<String, Value>, base: &str) -> Value {
+    let name = path.name();
     let (stem, ext) = split_name(name);
-    let url = uploads_url(&entry.path);
-    obj.insert("path".into(), entry.path.as_str().into());
+    let url = uploads_url(path);
+    obj.insert("path".into(), path.as_str().into());
     obj.insert("filename".into(), name.into());
     obj.insert("basename".into(), stem.into());
     obj.insert("extension".into(), ext.into());
     obj.insert(
         "dirname".into(),
-        entry
-            .path
-            .parent()
+        path.parent()
             .map(|p| p.to_string())
             .unwrap_or_default()
             .into(),
     );
     obj.insert("full_url".into(), format!("{base}/{url}").into());
     obj.insert("url".into(), url.into());
-    if let Some(hash) = entry.hash() {
+    if let Some(hash) = obj.get("hash").and_then(Value::as_str).map(str::to_string) {
         let suffix = if ext.is_empty() {
             String::new()
         } else {

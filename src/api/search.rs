@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::objects::{base_url, file_object};
+use super::objects::{base_url, file_object_from};
 use super::params::{Params, ReadRequest};
 use super::AppState;
 use crate::error::ApiError;
@@ -24,9 +24,15 @@ async fn search(
     r: ReadRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse_query(&r.params)?;
-    let (entries, total) = state.indexer.search(query).await?;
+    let (hits, total) = state.indexer.search(query).await?;
     let base = base_url(&state.config, &req);
-    let data: Vec<Value> = entries.iter().map(|e| file_object(e, &base)).collect();
+    let data: Vec<Value> = hits
+        .into_iter()
+        .filter_map(|hit| {
+            let path = MediaPath::parse(&hit.path).ok()?;
+            Some(file_object_from(&path, hit.meta, &base))
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "data": data, "total": total })))
 }
 

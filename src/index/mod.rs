@@ -19,7 +19,7 @@ use tantivy::collector::Count;
 use tantivy::query::AllQuery;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-pub use query::{SearchQuery, SearchResult, Sort, SortField};
+pub use query::{Hit, SearchQuery, SearchResult, Sort, SortField};
 use schema::Fields;
 
 /// Memory the writer may buffer before it flushes a segment.
@@ -369,7 +369,8 @@ mod tests {
     }
 
     fn find(ix: &SearchIndex, q: SearchQuery) -> Vec<String> {
-        ix.search(&SearchQuery { limit: 100, ..q }).unwrap().paths
+        let found = ix.search(&SearchQuery { limit: 100, ..q }).unwrap();
+        found.hits.into_iter().map(|h| h.path).collect()
     }
 
     fn text(ix: &SearchIndex, q: &str) -> Vec<String> {
@@ -479,10 +480,11 @@ mod tests {
             .unwrap();
         assert_eq!(page.total, 4);
         assert_eq!(
-            page.paths,
-            ["movies/sg-1/cover.png"],
+            page.hits[0].path, "movies/sg-1/cover.png",
             "newest first by default"
         );
+        assert_eq!(page.hits[0].meta["title"], "Cover");
+        assert_eq!(page.hits[0].meta["exif"]["Width"], 40);
     }
 
     #[test]

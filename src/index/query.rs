@@ -9,8 +9,9 @@ use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery,
     TermQuery,
 };
+use tantivy::schema::Value as _;
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocAddress, Index, Order, Searcher, Term};
+use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
 
 use super::schema::{folder_facet, Fields};
 use super::IndexError;
@@ -89,9 +90,16 @@ impl std::str::FromStr for Sort {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchResult {
-    pub paths: Vec<String>,
+    pub hits: Vec<Hit>,
     /// Every match, whatever the page.
     pub total: u64,
+}
+
+/// One match: its path and the meta it was indexed with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub path: String,
+    pub meta: serde_json::Map<String, serde_json::Value>,
 }
 
 pub(super) fn run(
@@ -101,17 +109,17 @@ pub(super) fn run(
     q: &SearchQuery,
 ) -> Result<SearchResult, IndexError> {
     let query = build(index, f, q)?;
-    let total = searcher.search(&query, &Count)? as u64;
-    if q.limit == 0 || q.offset as u64 >= total {
+    if q.limit == 0 {
+        let total = searcher.search(&query, &Count)? as u64;
         return Ok(SearchResult {
-            paths: vec![],
+            hits: vec![],
             total,
         });
     }
     let page = TopDocs::with_limit(q.limit).and_offset(q.offset);
     let path = (SortByString::for_field("path"), Order::Asc);
     let order = |desc: bool| if desc { Order::Desc } else { Order::Asc };
-    let hits: Vec<DocAddress> = match q.sort {
+    let (total, hits): (usize, Vec<DocAddress>) = match q.sort {
         // Relevance, then newest first (with `*` every score is equal: newest first).
         None => top(
             searcher,
@@ -171,8 +179,8 @@ pub(super) fn run(
             }
         }
     };
-    let mut paths = Vec::with_capacity(hits.len());
-    let mut text = String::new();
+    let mut found = Vec::with_capacity(hits.len());
+    let mut path = String::new();
     for addr in hits {
         let segment = searcher.segment_reader(addr.segment_ord);
         let Some(column) = segment.fast_fields().str("path")? else {
@@ -181,27 +189,40 @@ pub(super) fn run(
         let Some(ord) = column.term_ords(addr.doc_id).next() else {
             continue;
         };
-        text.clear();
-        if column.ord_to_str(ord, &mut text)? {
-            paths.push(text.clone());
+        path.clear();
+        if !column.ord_to_str(ord, &mut path)? {
+            continue;
         }
+        let doc: TantivyDocument = searcher.doc(addr)?;
+        let meta = doc
+            .get_first(f.meta)
+            .and_then(|v| v.as_str())
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        found.push(Hit {
+            path: path.clone(),
+            meta,
+        });
     }
-    Ok(SearchResult { paths, total })
+    Ok(SearchResult {
+        hits: found,
+        total: total as u64,
+    })
 }
 
-/// The page of hits in the order `key` gives.
+/// The number of matches and the page of hits in the order `key` gives, in one pass.
 fn top<K>(
     searcher: &Searcher,
     query: &dyn Query,
     page: TopDocs,
     key: K,
-) -> Result<Vec<DocAddress>, IndexError>
+) -> Result<(usize, Vec<DocAddress>), IndexError>
 where
     K: SortKeyComputer + Send + Sync + 'static,
     K::SortKey: 'static + Clone + Send + Sync + Debug,
 {
-    let hits = searcher.search(query, &page.order_by(key))?;
-    Ok(hits.into_iter().map(|(_, addr)| addr).collect())
+    let (total, hits) = searcher.search(query, &(Count, page.order_by(key)))?;
+    Ok((total, hits.into_iter().map(|(_, addr)| addr).collect()))
 }
 
 /// The text query with every filter as a required clause that does not change the score.

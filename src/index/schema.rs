@@ -6,7 +6,7 @@
 use serde_yaml::Value;
 use tantivy::schema::{
     Facet, FacetOptions, Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST,
-    INDEXED, STRING,
+    INDEXED, STORED, STRING,
 };
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
@@ -58,6 +58,8 @@ pub struct Fields {
     pub height: Field,
     pub modified_on: Field,
     pub meta_modified: Field,
+    /// The whole meta as JSON, so a hit is answered without reading the meta file.
+    pub meta: Field,
 }
 
 pub fn build() -> (Schema, Fields) {
@@ -88,6 +90,7 @@ pub fn build() -> (Schema, Fields) {
         height: b.add_u64_field("height", number()),
         modified_on: b.add_f64_field("modified_on", FAST),
         meta_modified: b.add_f64_field("meta_modified", FAST),
+        meta: b.add_text_field("meta", STORED),
     };
     (b.build(), fields)
 }
@@ -164,6 +167,8 @@ pub fn to_document(f: &Fields, doc: &DocInput) -> TantivyDocument {
     }
     d.add_f64(f.modified_on, doc.stamp.modified_on);
     d.add_f64(f.meta_modified, doc.stamp.meta_modified);
+    let json = serde_json::Value::Object(crate::storage::meta::mapping_to_json(m));
+    d.add_text(f.meta, json.to_string());
     d
 }
 
