@@ -25,7 +25,7 @@ const BATCH_WINDOW: Duration = Duration::from_millis(150);
 /// Most changes applied in one commit.
 const MAX_BATCH: usize = 5_000;
 /// Files changed by hand that are read (hashed, meta written) at the same time.
-const HAND_CONCURRENCY: usize = 4;
+const HAND_CONCURRENCY: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexerError {

@@ -22,6 +22,8 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Te
 pub use query::{Hit, SearchQuery, SearchResult, Sort, SortField};
 use schema::Fields;
 
+/// Searches remembered per index version: a site asks for the same listing again and again.
+const CACHED_SEARCHES: usize = 256;
 /// Memory the writer may buffer before it flushes a segment.
 const WRITER_MEMORY: usize = 32 << 20;
 const VERSION_FILE: &str = "flextype-schema-version";
@@ -81,7 +83,15 @@ struct Inner {
     fields: Fields,
     writer: Mutex<Writer>,
     reader: IndexReader,
+    /// Results of recent searches against the current commit; emptied by every commit.
+    cache: Mutex<Cache>,
     _lock: File,
+}
+
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    results: HashMap<String, SearchResult>,
 }
 
 struct Writer {
@@ -149,6 +159,7 @@ impl SearchIndex {
                     dirty: false,
                 }),
                 reader,
+                cache: Mutex::default(),
                 _lock: lock,
             }),
         }
@@ -213,16 +224,38 @@ impl SearchIndex {
         w.dirty = false;
         drop(w);
         self.inner.reader.reload()?;
+        let mut cache = self.cache();
+        cache.generation += 1;
+        cache.results.clear();
         Ok(())
     }
 
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The page of matches; a search repeated before the next commit is answered from memory.
     pub fn search(&self, q: &SearchQuery) -> Result<SearchResult, IndexError> {
-        query::run(
-            &self.inner.index,
-            &self.inner.fields,
-            &self.inner.reader.searcher(),
-            q,
-        )
+        let key = format!("{q:?}");
+        let generation = {
+            let cache = self.cache();
+            if let Some(hit) = cache.results.get(&key) {
+                return Ok(hit.clone());
+            }
+            cache.generation
+        };
+        // The searcher is taken after the generation: a commit in between makes the result
+        // newer than its generation, never older.
+        let searcher = self.inner.reader.searcher();
+        let result = query::run(&self.inner.index, &self.inner.fields, &searcher, q)?;
+        let mut cache = self.cache();
+        if cache.generation == generation {
+            if cache.results.len() >= CACHED_SEARCHES {
+                cache.results.clear();
+            }
+            cache.results.insert(key, result.clone());
+        }
+        Ok(result)
     }
 
     /// Every indexed path with the stamps and hash it was indexed with.
@@ -428,6 +461,37 @@ mod tests {
         );
         assert_eq!(text(&ix, "cover OR notes").len(), 2);
         assert_eq!(text(&ix, "*").len(), 4);
+        assert_eq!(
+            text(&ix, "-cover").len(),
+            3,
+            "a purely negative query excludes"
+        );
+        for runs_badly in ["title:*", "nosuchfield:x"] {
+            assert!(
+                matches!(
+                    ix.search(&SearchQuery {
+                        q: runs_badly.into(),
+                        limit: 5,
+                        ..Default::default()
+                    }),
+                    Err(IndexError::BadQuery(_))
+                ),
+                "{runs_badly}"
+            );
+        }
+        let far = ix
+            .search(&SearchQuery {
+                q: "*".into(),
+                limit: 1000,
+                offset: usize::MAX,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(
+            (far.hits.len(), far.total),
+            (0, 4),
+            "a huge offset is an empty page"
+        );
         assert!(matches!(
             ix.search(&SearchQuery {
                 q: "title:(".into(),
@@ -518,6 +582,7 @@ mod tests {
     #[test]
     fn upserts_replace_and_deletes_remove_by_path_and_folder() {
         let (_d, ix) = sample();
+        assert_eq!(text(&ix, "*").len(), 4, "remembered until the next commit");
         put(&ix, "readme.md", "title: Read me\n", 51);
         ix.delete_tree("movies").unwrap();
         ix.commit().unwrap();

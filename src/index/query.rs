@@ -6,12 +6,12 @@ use std::ops::Bound;
 use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue, SortByString};
 use tantivy::collector::{Count, SortKeyComputer, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, Query, QueryParser,
+    QueryParserError, RangeQuery, TermQuery,
 };
 use tantivy::schema::Value as _;
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, Term};
+use tantivy::{DocAddress, Index, Order, Searcher, TantivyDocument, TantivyError, Term};
 
 use super::schema::{folder_facet, Fields};
 use super::IndexError;
@@ -116,11 +116,32 @@ pub(super) fn run(
             total,
         });
     }
-    let page = TopDocs::with_limit(q.limit).and_offset(q.offset);
-    let path = (SortByString::for_field("path"), Order::Asc);
+    // tantivy reserves room for twice the page end in each segment: never ask past the last
+    // document, whatever offset a client sends.
+    let docs = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
+    let end = q.offset.saturating_add(q.limit).min(docs);
+    if q.offset >= end {
+        let total = searcher.search(&query, &Count)? as u64;
+        return Ok(SearchResult {
+            hits: vec![],
+            total,
+        });
+    }
+    let page = TopDocs::with_limit(end - q.offset).and_offset(q.offset);
     let order = |desc: bool| if desc { Order::Desc } else { Order::Asc };
+    // Ties keep the index's own order, which is stable while the index does not change.
     let (total, hits): (usize, Vec<DocAddress>) = match q.sort {
-        // Relevance, then newest first (with `*` every score is equal: newest first).
+        // Without text every score is equal: straight to newest first.
+        None if matches!(q.q.trim(), "" | "*") => top(
+            searcher,
+            &query,
+            page,
+            (
+                SortByStaticFastValue::<i64>::for_field("uploaded_on"),
+                Order::Desc,
+            ),
+        )?,
+        // Relevance, then newest first.
         None => top(
             searcher,
             &query,
@@ -128,11 +149,8 @@ pub(super) fn run(
             (
                 (SortBySimilarityScore, Order::Desc),
                 (
-                    (
-                        SortByStaticFastValue::<i64>::for_field("uploaded_on"),
-                        Order::Desc,
-                    ),
-                    path,
+                    SortByStaticFastValue::<i64>::for_field("uploaded_on"),
+                    Order::Desc,
                 ),
             ),
         )?,
@@ -143,38 +161,37 @@ pub(super) fn run(
                     searcher,
                     &query,
                     page,
-                    (
-                        (SortByStaticFastValue::<i64>::for_field("uploaded_on"), o),
-                        path,
-                    ),
+                    (SortByStaticFastValue::<i64>::for_field("uploaded_on"), o),
                 )?,
                 SortField::ModifiedOn => top(
                     searcher,
                     &query,
                     page,
-                    (
-                        (SortByStaticFastValue::<f64>::for_field("modified_on"), o),
-                        path,
-                    ),
+                    (SortByStaticFastValue::<f64>::for_field("modified_on"), o),
                 )?,
-                SortField::Filesize | SortField::Width | SortField::Height => {
-                    let name = match field {
-                        SortField::Filesize => "filesize",
-                        SortField::Width => "width",
-                        _ => "height",
-                    };
-                    top(
-                        searcher,
-                        &query,
-                        page,
-                        ((SortByStaticFastValue::<u64>::for_field(name), o), path),
-                    )?
-                }
+                SortField::Filesize => top(
+                    searcher,
+                    &query,
+                    page,
+                    (SortByStaticFastValue::<u64>::for_field("filesize"), o),
+                )?,
+                SortField::Width => top(
+                    searcher,
+                    &query,
+                    page,
+                    (SortByStaticFastValue::<u64>::for_field("width"), o),
+                )?,
+                SortField::Height => top(
+                    searcher,
+                    &query,
+                    page,
+                    (SortByStaticFastValue::<u64>::for_field("height"), o),
+                )?,
                 SortField::Filename => top(
                     searcher,
                     &query,
                     page,
-                    ((SortByString::for_field("filename_sort"), o), path),
+                    (SortByString::for_field("filename_sort"), o),
                 )?,
             }
         }
@@ -221,7 +238,9 @@ where
     K: SortKeyComputer + Send + Sync + 'static,
     K::SortKey: 'static + Clone + Send + Sync + Debug,
 {
-    let (total, hits) = searcher.search(query, &(Count, page.order_by(key)))?;
+    let (total, hits) = searcher
+        .search(query, &(Count, page.order_by(key)))
+        .map_err(unrunnable)?;
     Ok((total, hits.into_iter().map(|(_, addr)| addr).collect()))
 }
 
@@ -235,9 +254,12 @@ fn build(index: &Index, f: &Fields, q: &SearchQuery) -> Result<Box<dyn Query>, I
             vec![f.title, f.description, f.tags, f.filename, f.body],
         );
         parser.set_conjunction_by_default();
-        let parsed = parser
-            .parse_query(text)
-            .map_err(|e| IndexError::BadQuery(format!("Query does not parse: {e}")))?;
+        let parsed = match parser.parse_query(text) {
+            // "-draft" means everything but drafts; tantivy wants that spelled out.
+            Err(QueryParserError::AllButQueryForbidden) => parser.parse_query(&format!("* {text}")),
+            parsed => parsed,
+        }
+        .map_err(|e| IndexError::BadQuery(format!("Query does not parse: {e}")))?;
         clauses.push((Occur::Must, parsed));
     }
     let filter = |clauses: &mut Vec<(Occur, Box<dyn Query>)>, query: Box<dyn Query>| {
@@ -278,6 +300,17 @@ fn build(index: &Index, f: &Fields, q: &SearchQuery) -> Result<Box<dyn Query>, I
         0 => Box::new(AllQuery),
         _ => Box::new(BooleanQuery::new(clauses)),
     })
+}
+
+/// Some queries parse but fail once run (`title:*` asks whether a non-fast field exists);
+/// our own filters and sorts are fixed and tested, so such errors are the client's.
+fn unrunnable(error: TantivyError) -> IndexError {
+    match error {
+        TantivyError::SchemaError(msg) | TantivyError::InvalidArgument(msg) => {
+            IndexError::BadQuery(format!("Query cannot run: {msg}"))
+        }
+        other => other.into(),
+    }
 }
 
 fn term_query(term: Term) -> Box<dyn Query> {

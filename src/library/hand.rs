@@ -268,12 +268,9 @@ impl Library {
         let Some(uuid) = meta.get("uuid").and_then(Value::as_str) else {
             return;
         };
+        // Expired entries are dropped by `expire_orphans`, once a second, not here: thousands
+        // of files dropped at once would make this quadratic.
         let mut hand = self.hand();
-        let grace = self.grace();
-        for list in hand.fresh.values_mut() {
-            list.retain(|(_, _, t)| t.elapsed() < grace);
-        }
-        hand.fresh.retain(|_, l| !l.is_empty());
         hand.fresh.entry(hash.to_string()).or_default().push((
             p.clone(),
             uuid.to_string(),
@@ -337,6 +334,10 @@ impl Library {
                 });
             }
             hand.orphans.retain(|_, l| !l.is_empty());
+            for list in hand.fresh.values_mut() {
+                list.retain(|(_, _, t)| t.elapsed() < grace);
+            }
+            hand.fresh.retain(|_, l| !l.is_empty());
             out
         };
         let mut removed = 0;

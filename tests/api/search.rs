@@ -216,6 +216,7 @@ async fn bad_queries_sorts_and_limits_are_400_and_search_needs_a_token() {
     for (query, code) in [
         (vec![("q", "title:(unclosed")], "invalid-query"),
         (vec![("q", "nosuchfield:x")], "invalid-query"),
+        (vec![("q", "title:*")], "invalid-query"),
         (vec![("q", "*"), ("sort", "colour:asc")], "invalid-sort"),
         (
             vec![("q", "*"), ("sort", "filesize:sideways")],
@@ -228,6 +229,9 @@ async fn bad_queries_sorts_and_limits_are_400_and_search_needs_a_token() {
         let res = app.get_api("/api/files/search", &query).await;
         assert_error(res, StatusCode::BAD_REQUEST, code).await;
     }
+    let far = search(&app, &[("q", "*"), ("offset", "18446744073709551615")]).await;
+    assert_eq!(far["data"], json!([]), "a huge offset is an empty page");
+    assert_eq!(far["total"], 5);
     let res = app
         .client
         .get(app.url("/api/files/search?q=*"))
