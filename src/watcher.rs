@@ -196,6 +196,35 @@ mod tests {
     }
 
     #[test]
+    fn translates_events_and_asks_for_a_rescan_when_events_were_lost() {
+        use notify::event::{CreateKind, Flag, RemoveKind};
+        use notify::Event;
+        let root = Path::new("/p/uploads");
+        let at = |s: &str| root.join(s);
+        let event = |e: Event| DebouncedEvent::new(e, std::time::Instant::now());
+        let events = [
+            event(Event::new(EventKind::Create(CreateKind::File)).add_path(at("a/x.jpg"))),
+            event(Event::new(EventKind::Remove(RemoveKind::File)).add_path(at(".meta/b.txt.yaml"))),
+            event(
+                Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+                    .add_path(at(".staging/.flextype-tmp-1"))
+                    .add_path(at("c.png")),
+            ),
+            event(Event::new(EventKind::Access(notify::event::AccessKind::Any)).add_path(at("d"))),
+            event(Event::new(EventKind::Other).set_flag(Flag::Rescan)),
+        ];
+        assert_eq!(
+            translate(root, &events),
+            [
+                Observed::Changed(mp("a/x.jpg")),
+                Observed::MetaRemoved(mp("b.txt")),
+                Observed::Changed(mp("c.png")),
+                Observed::Rescan,
+            ]
+        );
+    }
+
+    #[test]
     fn renames_between_kinds_of_place() {
         let m = |s: &str| Place::Media(mp(s));
         assert_eq!(

@@ -121,6 +121,20 @@ async fn verify_fix_repairs_changed_content_missing_and_orphaned_meta_and_the_in
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn verify_reports_index_drift_and_fix_brings_the_index_in_line() {
+    let (app, config) = project().await;
+    std::fs::remove_dir_all(app.project.join("cache")).unwrap();
+    let (code, out) = verify(&app, &config, &[], "verify-drift").await;
+    assert_eq!(code, 1, "{out}");
+    let drift = out.lines().filter(|l| l.starts_with("index-drift")).count();
+    assert_eq!(drift, 3, "{out}");
+    let (code, out) = verify(&app, &config, &["--fix"], "verify-drift-fix").await;
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = verify(&app, &config, &[], "verify-drift-after").await;
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn index_rebuild_restores_search_after_the_cache_is_wiped() {
     let (app, config) = project().await;
     std::fs::remove_dir_all(app.project.join("cache")).unwrap();
