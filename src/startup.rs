@@ -114,10 +114,17 @@ impl Application {
         let watcher = if config.watch.enabled {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let quiet = Duration::from_millis(config.watch.quiet_ms);
-            let w = watcher::watch(&library.layout().uploads, quiet, tx.clone())
-                .context("watching the uploads folder")?;
+            let watching = watcher::watch(&library.layout().uploads, quiet, tx.clone());
+            // The periodic reconcile and orphan expiry run even when watching is impossible
+            // (e.g. the inotify watch limit is reached): the server still follows, only later.
             indexer.follow_hand(rx, tx);
-            Some(w)
+            match watching {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch the uploads folder; changes made by hand are picked up by the periodic reconcile (watch.reconcile_interval_s)");
+                    None
+                }
+            }
         } else {
             None
         };
