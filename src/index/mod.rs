@@ -85,6 +85,8 @@ struct Inner {
     reader: IndexReader,
     /// Results of recent searches against the current commit; emptied by every commit.
     cache: Mutex<Cache>,
+    /// Whole orders of every file, per sort, for listings; emptied by every commit.
+    listings: query::Listings,
     _lock: File,
 }
 
@@ -160,6 +162,7 @@ impl SearchIndex {
                 }),
                 reader,
                 cache: Mutex::default(),
+                listings: query::Listings::default(),
                 _lock: lock,
             }),
         }
@@ -224,6 +227,7 @@ impl SearchIndex {
         w.dirty = false;
         drop(w);
         self.inner.reader.reload()?;
+        self.inner.listings.clear();
         let mut cache = self.cache();
         cache.generation += 1;
         cache.results.clear();
@@ -247,7 +251,13 @@ impl SearchIndex {
         // The searcher is taken after the generation: a commit in between makes the result
         // newer than its generation, never older.
         let searcher = self.inner.reader.searcher();
-        let result = query::run(&self.inner.index, &self.inner.fields, &searcher, q)?;
+        let result = query::run(
+            &self.inner.index,
+            &self.inner.fields,
+            &searcher,
+            &self.inner.listings,
+            q,
+        )?;
         let mut cache = self.cache();
         if cache.generation == generation {
             if cache.results.len() >= CACHED_SEARCHES {

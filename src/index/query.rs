@@ -106,6 +106,7 @@ pub(super) fn run(
     index: &Index,
     f: &Fields,
     searcher: &Searcher,
+    listings: &Listings,
     q: &SearchQuery,
 ) -> Result<SearchResult, IndexError> {
     let query = build(index, f, q)?;
@@ -127,14 +128,41 @@ pub(super) fn run(
             total,
         });
     }
+    if is_listing(q) {
+        // Every file in some order: the whole order is kept until the next commit, so any
+        // page of it is a slice.
+        let all = listings.order(searcher.generation().generation_id(), q.sort, || {
+            ordered(searcher, &query, TopDocs::with_limit(docs.max(1)), q).map(|(_, h)| h)
+        })?;
+        let range = q.offset.min(all.len())..end.min(all.len());
+        return Ok(SearchResult {
+            hits: hits_at(f, searcher, &all[range])?,
+            total: all.len() as u64,
+        });
+    }
     let page = TopDocs::with_limit(end - q.offset).and_offset(q.offset);
+    let (total, addrs) = ordered(searcher, &query, page, q)?;
+    Ok(SearchResult {
+        hits: hits_at(f, searcher, &addrs)?,
+        total: total as u64,
+    })
+}
+
+/// The matches in the order asked for (ties keep the index's own order, which is stable while
+/// the index does not change), with the number of all matches.
+fn ordered(
+    searcher: &Searcher,
+    query: &dyn Query,
+    page: TopDocs,
+    q: &SearchQuery,
+) -> Result<(usize, Vec<DocAddress>), IndexError> {
     let order = |desc: bool| if desc { Order::Desc } else { Order::Asc };
     // Ties keep the index's own order, which is stable while the index does not change.
-    let (total, hits): (usize, Vec<DocAddress>) = match q.sort {
+    Ok(match q.sort {
         // Without text every score is equal: straight to newest first.
         None if matches!(q.q.trim(), "" | "*") => top(
             searcher,
-            &query,
+            query,
             page,
             (
                 SortByStaticFastValue::<i64>::for_field("uploaded_on"),
@@ -144,7 +172,7 @@ pub(super) fn run(
         // Relevance, then newest first.
         None => top(
             searcher,
-            &query,
+            query,
             page,
             (
                 (SortBySimilarityScore, Order::Desc),
@@ -159,46 +187,50 @@ pub(super) fn run(
             match field {
                 SortField::UploadedOn => top(
                     searcher,
-                    &query,
+                    query,
                     page,
                     (SortByStaticFastValue::<i64>::for_field("uploaded_on"), o),
                 )?,
                 SortField::ModifiedOn => top(
                     searcher,
-                    &query,
+                    query,
                     page,
                     (SortByStaticFastValue::<f64>::for_field("modified_on"), o),
                 )?,
                 SortField::Filesize => top(
                     searcher,
-                    &query,
+                    query,
                     page,
                     (SortByStaticFastValue::<u64>::for_field("filesize"), o),
                 )?,
                 SortField::Width => top(
                     searcher,
-                    &query,
+                    query,
                     page,
                     (SortByStaticFastValue::<u64>::for_field("width"), o),
                 )?,
                 SortField::Height => top(
                     searcher,
-                    &query,
+                    query,
                     page,
                     (SortByStaticFastValue::<u64>::for_field("height"), o),
                 )?,
                 SortField::Filename => top(
                     searcher,
-                    &query,
+                    query,
                     page,
                     (SortByString::for_field("filename_sort"), o),
                 )?,
             }
         }
-    };
-    let mut found = Vec::with_capacity(hits.len());
+    })
+}
+
+/// The path and stored meta of each hit.
+fn hits_at(f: &Fields, searcher: &Searcher, addrs: &[DocAddress]) -> Result<Vec<Hit>, IndexError> {
+    let mut found = Vec::with_capacity(addrs.len());
     let mut path = String::new();
-    for addr in hits {
+    for &addr in addrs {
         let segment = searcher.segment_reader(addr.segment_ord);
         let Some(column) = segment.fast_fields().str("path")? else {
             continue;
@@ -221,10 +253,60 @@ pub(super) fn run(
             meta,
         });
     }
-    Ok(SearchResult {
-        hits: found,
-        total: total as u64,
-    })
+    Ok(found)
+}
+
+/// A match-all query without filters: a listing of every file.
+fn is_listing(q: &SearchQuery) -> bool {
+    matches!(q.q.trim(), "" | "*")
+        && q.folder.as_deref().is_none_or(str::is_empty)
+        && q.mime.is_none()
+        && q.ext.is_none()
+        && q.tag.is_none()
+        && q.min_size.is_none()
+        && q.max_size.is_none()
+        && q.from.is_none()
+        && q.to.is_none()
+}
+
+type ListingOrder = std::sync::Arc<Vec<DocAddress>>;
+
+/// Whole listing orders by sort, each tied to the searcher generation it was computed with:
+/// document addresses mean nothing in another generation.
+#[derive(Default)]
+pub(super) struct Listings {
+    orders: std::sync::Mutex<Vec<(u64, Option<Sort>, ListingOrder)>>,
+}
+
+impl Listings {
+    fn order(
+        &self,
+        generation: u64,
+        sort: Option<Sort>,
+        compute: impl FnOnce() -> Result<Vec<DocAddress>, IndexError>,
+    ) -> Result<ListingOrder, IndexError> {
+        let lock = || self.orders.lock().unwrap_or_else(|e| e.into_inner());
+        let found = lock()
+            .iter()
+            .find(|(g, s, _)| *g == generation && *s == sort)
+            .map(|(_, _, o)| o.clone());
+        if let Some(order) = found {
+            return Ok(order);
+        }
+        let order = std::sync::Arc::new(compute()?);
+        let mut orders = lock();
+        orders.retain(|(g, _, _)| *g == generation);
+        orders.push((generation, sort, order.clone()));
+        Ok(order)
+    }
+
+    /// Forgets every order: called when the reader moves to a new commit.
+    pub(super) fn clear(&self) {
+        self.orders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
 }
 
 /// The number of matches and the page of hits in the order `key` gives, in one pass.
