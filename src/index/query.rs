@@ -272,32 +272,42 @@ fn is_listing(q: &SearchQuery) -> bool {
 type ListingOrder = std::sync::Arc<Vec<DocAddress>>;
 
 /// Whole listing orders by sort, each tied to the searcher generation it was computed with:
-/// document addresses mean nothing in another generation.
+/// document addresses mean nothing in another generation. One request computes an order;
+/// the others asking for it at the same time wait for that one instead of repeating it.
 #[derive(Default)]
 pub(super) struct Listings {
-    orders: std::sync::Mutex<Vec<(u64, Option<Sort>, ListingOrder)>>,
+    orders: std::sync::Mutex<Vec<(u64, Option<Sort>, Slot)>>,
 }
+
+type Slot = std::sync::Arc<std::sync::OnceLock<Option<ListingOrder>>>;
 
 impl Listings {
     fn order(
         &self,
         generation: u64,
         sort: Option<Sort>,
-        compute: impl FnOnce() -> Result<Vec<DocAddress>, IndexError>,
+        compute: impl Fn() -> Result<Vec<DocAddress>, IndexError>,
     ) -> Result<ListingOrder, IndexError> {
-        let lock = || self.orders.lock().unwrap_or_else(|e| e.into_inner());
-        let found = lock()
-            .iter()
-            .find(|(g, s, _)| *g == generation && *s == sort)
-            .map(|(_, _, o)| o.clone());
-        if let Some(order) = found {
-            return Ok(order);
+        let slot: Slot = {
+            let mut orders = self.orders.lock().unwrap_or_else(|e| e.into_inner());
+            match orders
+                .iter()
+                .find(|(g, s, _)| *g == generation && *s == sort)
+            {
+                Some((_, _, slot)) => slot.clone(),
+                None => {
+                    orders.retain(|(g, _, _)| *g >= generation);
+                    let slot = Slot::default();
+                    orders.push((generation, sort, slot.clone()));
+                    slot
+                }
+            }
+        };
+        match slot.get_or_init(|| compute().ok().map(std::sync::Arc::new)) {
+            Some(order) => Ok(order.clone()),
+            // It failed for whoever computed it: try once more to report the error.
+            None => compute().map(std::sync::Arc::new),
         }
-        let order = std::sync::Arc::new(compute()?);
-        let mut orders = lock();
-        orders.retain(|(g, _, _)| *g == generation);
-        orders.push((generation, sort, order.clone()));
-        Ok(order)
     }
 
     /// Forgets every order: called when the reader moves to a new commit.
