@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
-use crate::index::{DocInput, Hit, IndexError, Opened, SearchIndex, SearchQuery, Stamp};
+use crate::index::{DocInput, IndexError, Opened, SearchIndex, SearchQuery, SearchResult, Stamp};
 use crate::library::{mtime_secs, Change, Entry, Indexable, Library, LibraryError};
 use crate::progress::{Progress, Silent};
 use crate::storage::paths::MediaPath;
@@ -475,10 +475,9 @@ impl Indexer {
 
     /// Matching files with the meta they were indexed with (at most a commit behind the
     /// disk), and the total number of matches.
-    pub async fn search(&self, query: SearchQuery) -> Result<(Vec<Hit>, u64), IndexerError> {
+    pub async fn search(&self, query: SearchQuery) -> Result<Arc<SearchResult>, IndexerError> {
         let index = self.index.clone();
-        let result = tokio::task::spawn_blocking(move || index.search(&query)).await??;
-        Ok((result.hits, result.total))
+        Ok(tokio::task::spawn_blocking(move || index.search(&query)).await??)
     }
 }
 

@@ -24,15 +24,17 @@ async fn search(
     r: ReadRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = parse_query(&r.params)?;
-    let (hits, total) = state.indexer.search(query).await?;
+    let result = state.indexer.search(query).await?;
     let base = base_url(&state.config, &req);
-    let data: Vec<Value> = hits
-        .into_iter()
+    let data: Vec<Value> = result
+        .hits
+        .iter()
         .filter_map(|hit| {
             let path = MediaPath::parse(&hit.path).ok()?;
-            Some(file_object_from(&path, hit.meta, &base))
+            Some(file_object_from(&path, hit.meta.clone(), &base))
         })
         .collect();
+    let total = result.total;
     Ok(HttpResponse::Ok().json(json!({ "data": data, "total": total })))
 }
 

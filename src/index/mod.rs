@@ -93,7 +93,7 @@ struct Inner {
 #[derive(Default)]
 struct Cache {
     generation: u64,
-    results: HashMap<String, SearchResult>,
+    results: HashMap<String, Arc<SearchResult>>,
 }
 
 struct Writer {
@@ -239,7 +239,7 @@ impl SearchIndex {
     }
 
     /// The page of matches; a search repeated before the next commit is answered from memory.
-    pub fn search(&self, q: &SearchQuery) -> Result<SearchResult, IndexError> {
+    pub fn search(&self, q: &SearchQuery) -> Result<Arc<SearchResult>, IndexError> {
         let key = format!("{q:?}");
         let generation = {
             let cache = self.cache();
@@ -251,13 +251,13 @@ impl SearchIndex {
         // The searcher is taken after the generation: a commit in between makes the result
         // newer than its generation, never older.
         let searcher = self.inner.reader.searcher();
-        let result = query::run(
+        let result = Arc::new(query::run(
             &self.inner.index,
             &self.inner.fields,
             &searcher,
             &self.inner.listings,
             q,
-        )?;
+        )?);
         let mut cache = self.cache();
         if cache.generation == generation {
             if cache.results.len() >= CACHED_SEARCHES {
@@ -413,7 +413,7 @@ mod tests {
 
     fn find(ix: &SearchIndex, q: SearchQuery) -> Vec<String> {
         let found = ix.search(&SearchQuery { limit: 100, ..q }).unwrap();
-        found.hits.into_iter().map(|h| h.path).collect()
+        found.hits.iter().map(|h| h.path.clone()).collect()
     }
 
     fn text(ix: &SearchIndex, q: &str) -> Vec<String> {
