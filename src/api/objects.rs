@@ -63,6 +63,29 @@ pub fn file_object(entry: &Entry, base: &str) -> Value {
 
 /// The file object of `path` whose meta, as JSON, is `obj`.
 pub fn file_object_from(path: &MediaPath, mut obj: Map<String, Value>, base: &str) -> Value {
+    let hash = obj.get("hash").and_then(Value::as_str).map(str::to_string);
+    obj.extend(computed_fields(path, hash.as_deref(), base));
+    Value::Object(obj)
+}
+
+/// The file object as JSON text, from meta JSON text that holds none of the
+/// [`COMPUTED_KEYS`](crate::storage::meta::COMPUTED_KEYS)
+/// (as the search index stores it): the meta is written through, never parsed.
+pub fn file_object_text(
+    path: &MediaPath,
+    meta_json: &str,
+    hash: Option<&str>,
+    base: &str,
+) -> String {
+    let computed = Value::Object(computed_fields(path, hash, base)).to_string();
+    match meta_json.trim().strip_suffix('}') {
+        Some(open) if open.trim_end() != "{" => format!("{open},{}", &computed[1..]),
+        _ => computed,
+    }
+}
+
+fn computed_fields(path: &MediaPath, hash: Option<&str>, base: &str) -> Map<String, Value> {
+    let mut obj = Map::new();
     let name = path.name();
     let (stem, ext) = split_name(name);
     let url = uploads_url(path);
@@ -79,7 +102,7 @@ pub fn file_object_from(path: &MediaPath, mut obj: Map<String, Value>, base: &st
     );
     obj.insert("full_url".into(), format!("{base}/{url}").into());
     obj.insert("url".into(), url.into());
-    if let Some(hash) = obj.get("hash").and_then(Value::as_str).map(str::to_string) {
+    if let Some(hash) = hash {
         let suffix = if ext.is_empty() {
             String::new()
         } else {
@@ -90,7 +113,7 @@ pub fn file_object_from(path: &MediaPath, mut obj: Map<String, Value>, base: &st
             format!("{base}/media/{hash}{suffix}").into(),
         );
     }
-    Value::Object(obj)
+    obj
 }
 
 pub fn folder_object(info: &FolderInfo, base: &str) -> Value {
@@ -108,4 +131,24 @@ pub fn folder_object(info: &FolderInfo, base: &str) -> Value {
 /// `{"data": …}`.
 pub fn data(v: Value) -> Value {
     json!({ "data": v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_object_text_writes_the_meta_through_and_adds_the_computed_fields() {
+        let p = MediaPath::parse("a/b.png").unwrap();
+        for meta in [r#"{"title":"B","n":[1,{"x":"}"}]}"#, "{}", " { } "] {
+            let text = file_object_text(&p, meta, Some("ab"), "http://h");
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(v["path"], "a/b.png");
+            assert_eq!(v["hash_url"], "http://h/media/ab.png");
+            if meta.contains("title") {
+                assert_eq!(v["title"], "B");
+                assert_eq!(v["n"][1]["x"], "}");
+            }
+        }
+    }
 }

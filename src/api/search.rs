@@ -1,9 +1,8 @@
 //! `GET /api/files/search`: full-text search with filters, sorting and paging over the index.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
 
-use super::objects::{base_url, file_object_from};
+use super::objects::{base_url, file_object_text};
 use super::params::{Params, ReadRequest};
 use super::AppState;
 use crate::error::ApiError;
@@ -26,16 +25,27 @@ async fn search(
     let query = parse_query(&r.params)?;
     let result = state.indexer.search(query).await?;
     let base = base_url(&state.config, &req);
-    let data: Vec<Value> = result
-        .hits
-        .iter()
-        .filter_map(|hit| {
-            let path = MediaPath::parse(&hit.path).ok()?;
-            Some(file_object_from(&path, hit.meta.clone(), &base))
-        })
-        .collect();
-    let total = result.total;
-    Ok(HttpResponse::Ok().json(json!({ "data": data, "total": total })))
+    // The stored meta JSON is written through: each hit is neither parsed nor rebuilt.
+    let mut body = String::from("{\"data\":[");
+    let objects = result.hits.iter().filter_map(|hit| {
+        let path = MediaPath::parse(&hit.path).ok()?;
+        Some(file_object_text(
+            &path,
+            &hit.meta_json,
+            hit.hash.as_deref(),
+            &base,
+        ))
+    });
+    for (i, object) in objects.enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&object);
+    }
+    body.push_str(&format!("],\"total\":{}}}", result.total));
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 fn parse_query(p: &Params) -> Result<SearchQuery, ApiError> {

@@ -557,8 +557,10 @@ mod tests {
             page.hits[0].path, "movies/sg-1/cover.png",
             "newest first by default"
         );
-        assert_eq!(page.hits[0].meta["title"], "Cover");
-        assert_eq!(page.hits[0].meta["exif"]["Width"], 40);
+        let meta: serde_json::Value = serde_json::from_str(&page.hits[0].meta_json).unwrap();
+        assert_eq!(meta["title"], "Cover");
+        assert_eq!(meta["exif"]["Width"], 40);
+        assert_eq!(page.hits[0].hash.as_deref(), Some("aaa"));
     }
 
     #[test]

@@ -95,11 +95,12 @@ pub struct SearchResult {
     pub total: u64,
 }
 
-/// One match: its path and the meta it was indexed with.
+/// One match: its path, its content hash and the meta it was indexed with, as JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub path: String,
-    pub meta: serde_json::Map<String, serde_json::Value>,
+    pub hash: Option<String>,
+    pub meta_json: String,
 }
 
 pub(super) fn run(
@@ -243,14 +244,15 @@ fn hits_at(f: &Fields, searcher: &Searcher, addrs: &[DocAddress]) -> Result<Vec<
             continue;
         }
         let doc: TantivyDocument = searcher.doc(addr)?;
-        let meta = doc
-            .get_first(f.meta)
-            .and_then(|v| v.as_str())
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
         found.push(Hit {
             path: path.clone(),
-            meta,
+            hash: text(f.hash),
+            meta_json: text(f.meta).unwrap_or_else(|| "{}".into()),
         });
     }
     Ok(found)

@@ -72,7 +72,7 @@ pub fn build() -> (Schema, Fields) {
     let number = || INDEXED | FAST;
     let fields = Fields {
         path: b.add_text_field("path", STRING | FAST),
-        hash: b.add_text_field("hash", STRING | FAST),
+        hash: b.add_text_field("hash", STRING | FAST | STORED),
         title: b.add_text_field("title", text.clone()),
         description: b.add_text_field("description", text.clone()),
         tags: b.add_text_field("tags", text.clone()),
@@ -167,8 +167,12 @@ pub fn to_document(f: &Fields, doc: &DocInput) -> TantivyDocument {
     }
     d.add_f64(f.modified_on, doc.stamp.modified_on);
     d.add_f64(f.meta_modified, doc.stamp.meta_modified);
-    let json = serde_json::Value::Object(crate::storage::meta::mapping_to_json(m));
-    d.add_text(f.meta, json.to_string());
+    // Stored without the keys a file object computes, so a hit's JSON can be written through.
+    let mut json = crate::storage::meta::mapping_to_json(m);
+    for key in crate::storage::meta::COMPUTED_KEYS {
+        json.remove(key);
+    }
+    d.add_text(f.meta, serde_json::Value::Object(json).to_string());
     d
 }
 

@@ -88,6 +88,18 @@ pub fn default_title(stem: &str) -> String {
         .join(" ")
 }
 
+/// The keys a file object adds to its meta (meta keys of the same names are replaced).
+pub const COMPUTED_KEYS: [&str; 8] = [
+    "path",
+    "filename",
+    "basename",
+    "extension",
+    "dirname",
+    "full_url",
+    "url",
+    "hash_url",
+];
+
 /// What the server knows about a file's content.
 #[derive(Debug, Clone)]
 pub struct Facts {
