@@ -417,11 +417,8 @@ impl Indexer {
         }
         let mut refreshed = Vec::with_capacity(stale.len());
         for p in stale {
-            match self.library.file(&p).await {
-                Ok(_) => refreshed.push(Change::File(p)),
-                Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {
-                    refreshed.push(Change::File(p))
-                }
+            match self.library.refresh_if_present(&p).await {
+                Ok(()) => refreshed.push(Change::File(p)),
                 Err(e) => tracing::warn!(path = %p, error = %e, "could not refresh meta"),
             }
         }

@@ -53,16 +53,22 @@ impl Library {
         Duration::from_secs(self.config().watch.orphan_grace_s)
     }
 
+    /// Brings a file's meta in line with its content; a file that is gone (or became a
+    /// folder) meanwhile is not an error.
+    pub async fn refresh_if_present(&self, p: &MediaPath) -> Result<()> {
+        match self.file(p).await {
+            Ok(_) | Err(LibraryError::FileNotFound | LibraryError::NotAFile) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A file or folder appeared at `p`, or a file there changed.
     pub async fn hand_changed(&self, p: &MediaPath) -> Result<()> {
         let path = self.layout().file(p)?;
         match fs::symlink_metadata(&path) {
             Ok(md) if md.is_dir() => self.hand_folder(p).await,
             Ok(md) if md.is_file() => {
-                match self.file(p).await {
-                    Ok(_) | Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {}
-                    Err(e) => return Err(e),
-                }
+                self.refresh_if_present(p).await?;
                 self.changed(Change::File(p.clone()));
                 Ok(())
             }
@@ -77,9 +83,8 @@ impl Library {
         let f = folder.clone();
         let files = self.blocking(move |lib| lib.walk_files(&f)).await?;
         for p in files {
-            match self.file(&p).await {
-                Ok(_) | Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {}
-                Err(e) => tracing::warn!(path = %p, error = %e, "could not read a new file"),
+            if let Err(e) = self.refresh_if_present(&p).await {
+                tracing::warn!(path = %p, error = %e, "could not read a new file");
             }
         }
         self.changed(Change::Tree(folder.clone()));
@@ -177,10 +182,7 @@ impl Library {
     /// A meta file was deleted by hand: its file gets default meta again.
     pub async fn hand_meta_removed(&self, p: &MediaPath) -> Result<()> {
         if self.layout().file(p)?.is_file() {
-            match self.file(p).await {
-                Ok(_) | Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {}
-                Err(e) => return Err(e),
-            }
+            self.refresh_if_present(p).await?;
         }
         self.changed(Change::File(p.clone()));
         Ok(())

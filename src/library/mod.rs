@@ -147,6 +147,15 @@ pub enum Indexable {
     Gone,
 }
 
+/// What a file's meta says about the file now.
+enum MetaState {
+    Current(Entry),
+    /// Missing, or describing other content.
+    Stale,
+    /// Not valid YAML.
+    Invalid,
+}
+
 /// A file seen by the stamped walk: its size and mtime, and its meta file's mtime.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stamped {
@@ -283,21 +292,11 @@ impl Library {
     /// Reads a file's meta when it is current; `None` when it must be refreshed.
     fn read_current(&self, p: &MediaPath) -> Result<Option<Entry>> {
         let (path, md) = self.stat_file(p)?;
-        let size = md.len();
-        let modified = md.modified()?;
-        match meta::read(&self.layout().meta_file(p)?) {
-            Ok(Some(m)) if meta::is_current(&m, size, mtime_secs(modified)) => {
-                self.note_invalid(p, None);
-                Ok(Some(Entry {
-                    path: p.clone(),
-                    meta: m,
-                    size,
-                    modified,
-                }))
-            }
-            Ok(_) => Ok(None),
-            Err(MetaError::Invalid { message, .. }) => {
-                self.note_invalid(p, Some(&message));
+        match self.meta_state(p, &self.layout().meta_file(p)?, &md)? {
+            MetaState::Current(entry) => Ok(Some(entry)),
+            MetaState::Stale => Ok(None),
+            MetaState::Invalid => {
+                let (size, modified) = (md.len(), md.modified()?);
                 // Hand-broken meta is never overwritten: serve facts alone until it is fixed,
                 // remembering them so a large file is not re-hashed on every request.
                 let key = (p.clone(), size, modified);
@@ -321,8 +320,34 @@ impl Library {
                     modified,
                 }))
             }
-            Err(MetaError::Io(e)) => Err(e.into()),
         }
+    }
+
+    /// Reads a file's meta and says whether it describes the file as `md` found it; a parse
+    /// failure is recorded as a problem (and cleared once the meta reads again).
+    fn meta_state(
+        &self,
+        p: &MediaPath,
+        meta_path: &Path,
+        md: &std::fs::Metadata,
+    ) -> Result<MetaState> {
+        let (size, modified) = (md.len(), md.modified()?);
+        Ok(match read_meta_at(meta_path)? {
+            Ok(Some(m)) if meta::is_current(&m, size, mtime_secs(modified)) => {
+                self.note_invalid(p, None);
+                MetaState::Current(Entry {
+                    path: p.clone(),
+                    meta: m,
+                    size,
+                    modified,
+                })
+            }
+            Ok(_) => MetaState::Stale,
+            Err(message) => {
+                self.note_invalid(p, Some(&message));
+                MetaState::Invalid
+            }
+        })
     }
 
     /// Re-derives the facts of a file and writes them into its meta (caller holds the lock).
@@ -435,35 +460,19 @@ impl Library {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Indexable::Stale),
             Err(e) => return Err(e.into()),
         };
-        let (size, modified) = (md.len(), md.modified()?);
-        match meta::read(&meta_path) {
-            Ok(Some(m)) if meta::is_current(&m, size, mtime_secs(modified)) => {
-                self.note_invalid(p, None);
-                self.remember_hash(p, meta::hash_of(&m));
-                let entry = Entry {
-                    path: p.clone(),
-                    meta: m,
-                    size,
-                    modified,
-                };
-                Ok(Indexable::Current(entry, meta_modified))
+        Ok(match self.meta_state(p, &meta_path, &md)? {
+            MetaState::Current(entry) => {
+                self.remember_hash(p, entry.hash());
+                Indexable::Current(entry, meta_modified)
             }
-            Ok(_) => Ok(Indexable::Stale),
-            Err(MetaError::Invalid { message, .. }) => {
-                self.note_invalid(p, Some(&message));
-                Ok(Indexable::Broken)
-            }
-            Err(MetaError::Io(e)) => Err(e.into()),
-        }
+            MetaState::Stale => Indexable::Stale,
+            MetaState::Invalid => Indexable::Broken,
+        })
     }
 
     /// A file's meta as it is on disk, read through the checked path.
     pub fn read_meta(&self, p: &MediaPath) -> Result<Result<Option<Mapping>, String>> {
-        match meta::read(&self.layout().meta_file(p)?) {
-            Ok(m) => Ok(Ok(m)),
-            Err(MetaError::Invalid { message, .. }) => Ok(Err(message)),
-            Err(MetaError::Io(e)) => Err(e.into()),
-        }
+        read_meta_at(&self.layout().meta_file(p)?)
     }
 
     /// Every file at or below `folder` with its size, mtime and its meta file's mtime: one
@@ -472,17 +481,7 @@ impl Library {
         let root = self.layout().file(folder)?;
         let meta_root = self.layout().meta_folder(&MediaPath::root())?;
         let mut out = Vec::new();
-        let walk = walkdir::WalkDir::new(&root)
-            .follow_links(false)
-            .into_iter()
-            .filter_entry(|e| e.depth() == 0 || !is_hidden_name(e.file_name()));
-        for entry in walk.filter_map(|e| e.ok()) {
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let Some(path) = self.layout().media_path_of(entry.path()) else {
-                continue;
-            };
+        for (entry, path) in self.visible_files(&root) {
             let Ok(md) = entry.metadata() else { continue };
             let Ok(modified) = md.modified() else {
                 continue;
@@ -515,16 +514,27 @@ impl Library {
     /// Media paths of the files at or below `folder`, sorted, hidden names and symlinks skipped.
     fn walk_files(&self, folder: &MediaPath) -> Result<Vec<MediaPath>> {
         let root = self.layout().file(folder)?;
-        let mut out: Vec<MediaPath> = walkdir::WalkDir::new(&root)
+        let mut out: Vec<MediaPath> = self.visible_files(&root).map(|(_, p)| p).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The regular files below `root` a client could name, in walk order; hidden names
+    /// (`.meta`, `.staging`, temp files) are not entered and symlinks are not followed.
+    fn visible_files<'a>(
+        &'a self,
+        root: &Path,
+    ) -> impl Iterator<Item = (walkdir::DirEntry, MediaPath)> + 'a {
+        walkdir::WalkDir::new(root)
             .follow_links(false)
             .into_iter()
             .filter_entry(|e| e.depth() == 0 || !is_hidden_name(e.file_name()))
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_file())
-            .filter_map(|e| self.layout().media_path_of(e.path()))
-            .collect();
-        out.sort();
-        Ok(out)
+            .filter_map(|e| {
+                let p = self.layout().media_path_of(e.path())?;
+                Some((e, p))
+            })
     }
 
     /// The files in a folder (or below it when `recursive`), paged over sorted paths.
@@ -612,6 +622,15 @@ impl Library {
 
     pub fn is_scanned(&self) -> bool {
         *self.inner.scanned.borrow()
+    }
+}
+
+/// A meta file: `Ok(None)` when there is none, `Err(message)` inside when it is not valid YAML.
+fn read_meta_at(path: &Path) -> Result<Result<Option<Mapping>, String>> {
+    match meta::read(path) {
+        Ok(m) => Ok(Ok(m)),
+        Err(MetaError::Invalid { message, .. }) => Ok(Err(message)),
+        Err(MetaError::Io(e)) => Err(e.into()),
     }
 }
 
