@@ -86,25 +86,25 @@ fn translate(root: &Path, events: &[DebouncedEvent]) -> Vec<Observed> {
             out.push(Observed::Rescan);
             continue;
         }
-        let place = |i: usize| {
+        let end = |i: usize| {
             event
                 .paths
                 .get(i)
                 .map_or(Place::Ignored, |p| place(root, p))
         };
         let observed = match event.kind {
-            EventKind::Create(_) => changed(place(0)),
-            EventKind::Remove(_) => removed(place(0)),
+            EventKind::Create(_) => changed(end(0)),
+            EventKind::Remove(_) => removed(end(0)),
             EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => {
-                renamed(place(0), place(event.paths.len().saturating_sub(1)))
+                renamed(end(0), end(event.paths.len().saturating_sub(1)))
             }
-            EventKind::Modify(ModifyKind::Name(RenameMode::From)) => removed(place(0)),
-            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => changed(place(0)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)) => removed(end(0)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => changed(end(0)),
             EventKind::Modify(ModifyKind::Name(_)) => match event.paths.first() {
-                Some(p) if p.exists() => changed(place(0)),
-                _ => removed(place(0)),
+                Some(p) if p.exists() => changed(end(0)),
+                _ => removed(end(0)),
             },
-            EventKind::Modify(_) => changed(place(0)),
+            EventKind::Modify(_) => changed(end(0)),
             EventKind::Access(_) | EventKind::Any | EventKind::Other => vec![],
         };
         out.extend(observed);

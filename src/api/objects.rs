@@ -58,13 +58,8 @@ fn uploads_url(p: &MediaPath) -> String {
 }
 
 pub fn file_object(entry: &Entry, base: &str) -> Value {
-    file_object_from(&entry.path, mapping_to_json(&entry.meta), base)
-}
-
-/// The file object of `path` whose meta, as JSON, is `obj`.
-pub fn file_object_from(path: &MediaPath, mut obj: Map<String, Value>, base: &str) -> Value {
-    let hash = obj.get("hash").and_then(Value::as_str).map(str::to_string);
-    obj.extend(computed_fields(path, hash.as_deref(), base));
+    let mut obj = mapping_to_json(&entry.meta);
+    obj.extend(computed_fields(&entry.path, entry.hash(), base));
     Value::Object(obj)
 }
 

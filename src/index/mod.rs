@@ -116,18 +116,18 @@ impl SearchIndex {
                 (create(dir, &schema)?, Opened::Rebuilt { reason })
             }
         };
-        let parts = match Self::parts(&index) {
-            Ok(parts) => parts,
+        let (index, parts) = match Self::parts(&index) {
+            Ok(parts) => (index, parts),
             // Meta that opens but segments that do not: start over.
             Err(e) if matches!(opened, Opened::Existing) => {
                 drop(index);
                 wipe(dir)?;
-                let index = create(dir, &schema)?;
                 opened = Opened::Rebuilt {
                     reason: format!("segments unreadable: {e}"),
                 };
+                let index = create(dir, &schema)?;
                 let parts = Self::parts(&index)?;
-                return Ok((Self::assemble(index, fields, parts, lock), opened));
+                (index, parts)
             }
             Err(e) => return Err(e),
         };

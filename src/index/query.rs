@@ -56,6 +56,27 @@ pub struct Sort {
 
 const SORT_FIELDS: &str = "uploaded_on, modified_on, filesize, width, height, filename";
 
+impl SearchQuery {
+    /// Whether the text part asks for every document ("" or "*").
+    fn matches_all_text(&self) -> bool {
+        matches!(self.q.trim(), "" | "*")
+    }
+}
+
+impl SortField {
+    /// The fast-field column the index sorts by.
+    fn column(self) -> &'static str {
+        match self {
+            SortField::UploadedOn => "uploaded_on",
+            SortField::ModifiedOn => "modified_on",
+            SortField::Filesize => "filesize",
+            SortField::Width => "width",
+            SortField::Height => "height",
+            SortField::Filename => "filename_sort",
+        }
+    }
+}
+
 impl std::str::FromStr for Sort {
     type Err = IndexError;
 
@@ -161,7 +182,7 @@ fn ordered(
     // Ties keep the index's own order, which is stable while the index does not change.
     Ok(match q.sort {
         // Without text every score is equal: straight to newest first.
-        None if matches!(q.q.trim(), "" | "*") => top(
+        None if q.matches_all_text() => top(
             searcher,
             query,
             page,
@@ -184,44 +205,29 @@ fn ordered(
             ),
         )?,
         Some(Sort { field, descending }) => {
-            let o = order(descending);
+            let (o, column) = (order(descending), field.column());
             match field {
                 SortField::UploadedOn => top(
                     searcher,
                     query,
                     page,
-                    (SortByStaticFastValue::<i64>::for_field("uploaded_on"), o),
+                    (SortByStaticFastValue::<i64>::for_field(column), o),
                 )?,
                 SortField::ModifiedOn => top(
                     searcher,
                     query,
                     page,
-                    (SortByStaticFastValue::<f64>::for_field("modified_on"), o),
+                    (SortByStaticFastValue::<f64>::for_field(column), o),
                 )?,
-                SortField::Filesize => top(
+                SortField::Filesize | SortField::Width | SortField::Height => top(
                     searcher,
                     query,
                     page,
-                    (SortByStaticFastValue::<u64>::for_field("filesize"), o),
+                    (SortByStaticFastValue::<u64>::for_field(column), o),
                 )?,
-                SortField::Width => top(
-                    searcher,
-                    query,
-                    page,
-                    (SortByStaticFastValue::<u64>::for_field("width"), o),
-                )?,
-                SortField::Height => top(
-                    searcher,
-                    query,
-                    page,
-                    (SortByStaticFastValue::<u64>::for_field("height"), o),
-                )?,
-                SortField::Filename => top(
-                    searcher,
-                    query,
-                    page,
-                    (SortByString::for_field("filename_sort"), o),
-                )?,
+                SortField::Filename => {
+                    top(searcher, query, page, (SortByString::for_field(column), o))?
+                }
             }
         }
     })
@@ -260,7 +266,7 @@ fn hits_at(f: &Fields, searcher: &Searcher, addrs: &[DocAddress]) -> Result<Vec<
 
 /// A match-all query without filters: a listing of every file.
 fn is_listing(q: &SearchQuery) -> bool {
-    matches!(q.q.trim(), "" | "*")
+    q.matches_all_text()
         && q.folder.as_deref().is_none_or(str::is_empty)
         && q.mime.is_none()
         && q.ext.is_none()
@@ -340,9 +346,9 @@ where
 
 /// The text query with every filter as a required clause that does not change the score.
 fn build(index: &Index, f: &Fields, q: &SearchQuery) -> Result<Box<dyn Query>, IndexError> {
-    let text = q.q.trim();
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-    if !text.is_empty() && text != "*" {
+    if !q.matches_all_text() {
+        let text = q.q.trim();
         let mut parser = QueryParser::for_index(
             index,
             vec![f.title, f.description, f.tags, f.filename, f.body],

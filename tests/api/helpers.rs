@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test module uses its own subset of the helpers
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use flextype::auth::{TokenKind, TokenStore};
@@ -169,6 +170,43 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The `/api/health` body (no token needed).
+    pub async fn health(&self) -> Value {
+        let res = self
+            .client
+            .get(self.url("/api/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    /// A search that must succeed; its whole body.
+    pub async fn search(&self, query: &[(&str, &str)]) -> Value {
+        let res = self.get_api("/api/files/search", query).await;
+        assert_eq!(res.status(), StatusCode::OK, "search {query:?}");
+        res.json().await.unwrap()
+    }
+
+    /// Polls a search until its paths are exactly `want`, in order; its body then.
+    pub async fn wait_search(
+        &self,
+        query: &[(&str, &str)],
+        want: &[&str],
+        deadline: Duration,
+    ) -> Value {
+        until(
+            &format!("search {query:?} = {want:?}"),
+            deadline,
+            || async {
+                let body = self.search(query).await;
+                (hit_paths(&body) == want).then_some(body)
+            },
+        )
+        .await
+    }
+
     pub async fn fetch(&self, path: &str) -> Response {
         self.get_api("/api/files", &[("path", path)]).await
     }
@@ -224,6 +262,33 @@ pub async fn assert_error(res: Response, status: StatusCode, code: &str) {
         body["message"].as_str().is_some_and(|m| !m.is_empty()),
         "body: {body}"
     );
+}
+
+/// The paths of a search body's hits, in order.
+pub fn hit_paths(body: &Value) -> Vec<String> {
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it gives `Some`, failing with `what` after `deadline`:
+/// tests wait for the server's background work this way, never by sleeping alone.
+pub async fn until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub fn blake3_hex(bytes: &[u8]) -> String {
