@@ -1,7 +1,7 @@
 //! `GET /api/files/search`: text, filters, sorting, paging and errors; changes made through the
 //! API become searchable; the index is rebuilt when the cache is wiped or damaged.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -11,38 +11,6 @@ use crate::helpers::*;
 /// How long a change may take to show up before a test gives up (generous for a busy
 /// machine; the server's own batching window is a fraction of a second).
 const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn search(app: &TestApp, query: &[(&str, &str)]) -> Value {
-    let res = app.get_api("/api/files/search", query).await;
-    assert_eq!(res.status(), StatusCode::OK, "search {query:?}");
-    res.json().await.unwrap()
-}
-
-fn paths(body: &Value) -> Vec<String> {
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Polls a search until its paths are exactly `want` (in order).
-async fn eventually(app: &TestApp, query: &[(&str, &str)], want: &[&str]) -> Value {
-    let until = Instant::now() + DEADLINE;
-    loop {
-        let body = search(app, query).await;
-        if paths(&body) == want {
-            return body;
-        }
-        assert!(
-            Instant::now() < until,
-            "search {query:?}: got {:?}, want {want:?}",
-            paths(&body)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// A small library: (folder, name, bytes).
 async fn library(app: &TestApp) {
@@ -54,8 +22,7 @@ async fn library(app: &TestApp) {
     app.uploaded("docs", "manual.pdf", b"%PDF-1.4\n% tiny\n")
         .await;
     app.uploaded("", "readme.md", b"# Read me, please").await;
-    eventually(
-        app,
+    app.wait_search(
         &[("q", "*"), ("sort", "filename:asc")],
         &[
             "movies/sg-1/cover.png",
@@ -64,6 +31,7 @@ async fn library(app: &TestApp) {
             "movies/sg-1/season-5/poster.jpg",
             "readme.md",
         ],
+        DEADLINE,
     )
     .await;
 }
@@ -73,7 +41,13 @@ async fn an_upload_is_found_by_title_and_returned_as_a_file_object() {
     let app = spawn_app().await;
     app.uploaded("movies/sg-1", "new-cover.png", &png(4, 3))
         .await;
-    let body = eventually(&app, &[("q", "new cover")], &["movies/sg-1/new-cover.png"]).await;
+    let body = app
+        .wait_search(
+            &[("q", "new cover")],
+            &["movies/sg-1/new-cover.png"],
+            DEADLINE,
+        )
+        .await;
     assert_eq!(body["total"], 1);
     let f = &body["data"][0];
     assert_eq!(f["title"], "New Cover");
@@ -126,8 +100,8 @@ async fn filters_narrow_by_folder_type_extension_and_size() {
     for (mut query, want) in cases {
         query.push(("sort", "filename:asc"));
         query.push(("q", "*"));
-        let body = search(&app, &query).await;
-        assert_eq!(paths(&body), want, "{query:?}");
+        let body = app.search(&query).await;
+        assert_eq!(hit_paths(&body), want, "{query:?}");
         assert_eq!(body["total"], want.len(), "{query:?}");
     }
 }
@@ -148,29 +122,31 @@ async fn tags_editor_fields_and_query_syntax_are_searchable() {
         let res = app.call(Method::POST, "/api/files/meta", body).await;
         assert_eq!(res.status(), StatusCode::OK);
     }
-    eventually(&app, &[("tag", "sci-fi")], &["movies/sg-1/cover.png"]).await;
-    eventually(&app, &[("q", "jane")], &["movies/notes.txt"]).await;
-    let body = search(
-        &app,
-        &[
+    app.wait_search(&[("tag", "sci-fi")], &["movies/sg-1/cover.png"], DEADLINE)
+        .await;
+    app.wait_search(&[("q", "jane")], &["movies/notes.txt"], DEADLINE)
+        .await;
+    let body = app
+        .search(&[
             ("q", "title:poster OR filename:readme"),
             ("sort", "filename"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(
-        paths(&body),
+        hit_paths(&body),
         ["movies/sg-1/season-5/poster.jpg", "readme.md"]
     );
-    let body = search(&app, &[("q", "cover -notes")]).await;
-    assert_eq!(paths(&body), ["movies/sg-1/cover.png"]);
+    let body = app.search(&[("q", "cover -notes")]).await;
+    assert_eq!(hit_paths(&body), ["movies/sg-1/cover.png"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sort_and_paging_with_a_total_of_all_matches() {
     let app = spawn_app().await;
     library(&app).await;
-    let body = search(&app, &[("sort", "filesize:desc"), ("type", "image/*")]).await;
+    let body = app
+        .search(&[("sort", "filesize:desc"), ("type", "image/*")])
+        .await;
     let sizes: Vec<u64> = body["data"]
         .as_array()
         .unwrap()
@@ -186,16 +162,19 @@ async fn sort_and_paging_with_a_total_of_all_matches() {
             ("offset", offset),
         ]
     };
-    let first = search(&app, &page("0")).await;
-    let second = search(&app, &page("2")).await;
-    let last = search(&app, &page("4")).await;
+    let first = app.search(&page("0")).await;
+    let second = app.search(&page("2")).await;
+    let last = app.search(&page("4")).await;
     assert_eq!(first["total"], 5);
-    assert_eq!(paths(&first), ["movies/sg-1/cover.png", "docs/manual.pdf"]);
     assert_eq!(
-        paths(&second),
+        hit_paths(&first),
+        ["movies/sg-1/cover.png", "docs/manual.pdf"]
+    );
+    assert_eq!(
+        hit_paths(&second),
         ["movies/notes.txt", "movies/sg-1/season-5/poster.jpg"]
     );
-    assert_eq!(paths(&last), ["readme.md"]);
+    assert_eq!(hit_paths(&last), ["readme.md"]);
     assert_eq!(last["total"], 5);
 }
 
@@ -206,7 +185,8 @@ async fn default_order_with_star_is_newest_first() {
     // uploaded_on has one-second resolution.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     app.uploaded("", "new.txt", b"new").await;
-    eventually(&app, &[("q", "*")], &["new.txt", "old.txt"]).await;
+    app.wait_search(&[("q", "*")], &["new.txt", "old.txt"], DEADLINE)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,7 +209,9 @@ async fn bad_queries_sorts_and_limits_are_400_and_search_needs_a_token() {
         let res = app.get_api("/api/files/search", &query).await;
         assert_error(res, StatusCode::BAD_REQUEST, code).await;
     }
-    let far = search(&app, &[("q", "*"), ("offset", "18446744073709551615")]).await;
+    let far = app
+        .search(&[("q", "*"), ("offset", "18446744073709551615")])
+        .await;
     assert_eq!(far["data"], json!([]), "a huge offset is an empty page");
     assert_eq!(far["total"], 5);
     let res = app
@@ -253,8 +235,10 @@ async fn edits_moves_and_deletes_through_the_api_are_followed() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    eventually(&app, &[("q", "started")], &["readme.md"]).await;
-    eventually(&app, &[("q", "title:readme")], &[]).await;
+    app.wait_search(&[("q", "started")], &["readme.md"], DEADLINE)
+        .await;
+    app.wait_search(&[("q", "title:readme")], &[], DEADLINE)
+        .await;
 
     let res = app
         .call(
@@ -264,7 +248,8 @@ async fn edits_moves_and_deletes_through_the_api_are_followed() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    eventually(&app, &[("q", "manual")], &["guides/manual.pdf"]).await;
+    app.wait_search(&[("q", "manual")], &["guides/manual.pdf"], DEADLINE)
+        .await;
 
     let res = app
         .call(
@@ -274,16 +259,17 @@ async fn edits_moves_and_deletes_through_the_api_are_followed() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-    eventually(
-        &app,
+    app.wait_search(
         &[("folder", "films"), ("sort", "filename")],
         &[
             "films/stargate/cover.png",
             "films/stargate/season-5/poster.jpg",
         ],
+        DEADLINE,
     )
     .await;
-    eventually(&app, &[("folder", "movies/sg-1")], &[]).await;
+    app.wait_search(&[("folder", "movies/sg-1")], &[], DEADLINE)
+        .await;
 
     let res = app
         .call(
@@ -293,7 +279,7 @@ async fn edits_moves_and_deletes_through_the_api_are_followed() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    eventually(&app, &[("q", "notes")], &[]).await;
+    app.wait_search(&[("q", "notes")], &[], DEADLINE).await;
 
     let res = app
         .call(
@@ -303,7 +289,7 @@ async fn edits_moves_and_deletes_through_the_api_are_followed() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    eventually(&app, &[("type", "image/*")], &[]).await;
+    app.wait_search(&[("type", "image/*")], &[], DEADLINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -313,8 +299,7 @@ async fn a_wiped_cache_is_rebuilt_from_files_and_meta_on_restart() {
     let app = app
         .restart(|project| std::fs::remove_dir_all(project.join("cache")).unwrap())
         .await;
-    eventually(
-        &app,
+    app.wait_search(
         &[("q", "*"), ("sort", "filename")],
         &[
             "movies/sg-1/cover.png",
@@ -323,17 +308,10 @@ async fn a_wiped_cache_is_rebuilt_from_files_and_meta_on_restart() {
             "movies/sg-1/season-5/poster.jpg",
             "readme.md",
         ],
+        DEADLINE,
     )
     .await;
-    let health: Value = app
-        .client
-        .get(app.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.health().await;
     assert_eq!(health["reconcile"]["state"], "done");
     assert_eq!(health["reconcile"]["reindexed"], 5);
     assert_eq!(health["files_indexed"], 5);
@@ -345,15 +323,7 @@ async fn a_damaged_index_is_rebuilt_and_an_intact_one_is_not_reread() {
     library(&app).await;
     // Unchanged files are taken from the index as they are.
     let app = app.restart(|_| {}).await;
-    let health: Value = app
-        .client
-        .get(app.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.health().await;
     assert_eq!(health["reconcile"]["reindexed"], 0, "{health}");
     // Every index file overwritten with garbage.
     let app = app
@@ -366,7 +336,8 @@ async fn a_damaged_index_is_rebuilt_and_an_intact_one_is_not_reread() {
             }
         })
         .await;
-    eventually(&app, &[("q", "manual")], &["docs/manual.pdf"]).await;
+    app.wait_search(&[("q", "manual")], &["docs/manual.pdf"], DEADLINE)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -384,9 +355,13 @@ async fn files_changed_while_the_server_was_down_are_reindexed_on_start() {
             std::fs::write(&meta, text.replace("title: Manual", "title: Handbook")).unwrap();
         })
         .await;
-    eventually(&app, &[("q", "handbook")], &["docs/manual.pdf"]).await;
-    eventually(&app, &[("q", "dropped")], &["dropped.txt"]).await;
-    eventually(&app, &[("q", "readme")], &[]).await;
-    let body = eventually(&app, &[("q", "notes")], &["movies/notes.txt"]).await;
+    app.wait_search(&[("q", "handbook")], &["docs/manual.pdf"], DEADLINE)
+        .await;
+    app.wait_search(&[("q", "dropped")], &["dropped.txt"], DEADLINE)
+        .await;
+    app.wait_search(&[("q", "readme")], &[], DEADLINE).await;
+    let body = app
+        .wait_search(&[("q", "notes")], &["movies/notes.txt"], DEADLINE)
+        .await;
     assert_eq!(body["data"][0]["filesize"], 20);
 }

@@ -152,15 +152,7 @@ async fn index_rebuild_restores_search_after_the_cache_is_wiped() {
     );
     // The server finds the index complete and re-reads nothing.
     let app = app.restart(|_| {}).await;
-    let health: Value = app
-        .client
-        .get(app.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.health().await;
     assert_eq!(health["reconcile"]["reindexed"], 0, "{health}");
     assert_eq!(health["files_indexed"], 3);
     let res = app.get_api("/api/files/search", &[("q", "sunset")]).await;

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -21,22 +21,6 @@ async fn watched() -> TestApp {
     .await
 }
 
-/// Polls `check` until it returns `Some`, failing with `what` at the deadline.
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let end = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < end, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn read_meta(path: &Path) -> Option<serde_yaml::Mapping> {
     serde_yaml::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
@@ -45,28 +29,9 @@ fn field<'a>(m: &'a serde_yaml::Mapping, key: &str) -> &'a serde_yaml::Value {
     m.get(key).unwrap_or(&serde_yaml::Value::Null)
 }
 
-async fn search_paths(app: &TestApp, query: &[(&str, &str)]) -> Vec<String> {
-    let res = app.get_api("/api/files/search", query).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let body: Value = res.json().await.unwrap();
-    body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["path"].as_str().unwrap().to_string())
-        .collect()
-}
-
-async fn wait_search(app: &TestApp, query: &[(&str, &str)], want: &[&str]) {
-    until(&format!("search {query:?} = {want:?}"), || async {
-        (search_paths(app, query).await == want).then_some(())
-    })
-    .await
-}
-
 async fn wait_meta(app: &TestApp, rel: &str, what: &str) -> serde_yaml::Mapping {
     let path = app.meta_path(rel);
-    until(what, || async { read_meta(&path) }).await
+    until(what, DEADLINE, || async { read_meta(&path) }).await
 }
 
 async fn add_field(app: &TestApp, path: &str, field: &str, value: Value) {
@@ -78,17 +43,6 @@ async fn add_field(app: &TestApp, path: &str, field: &str, value: Value) {
         )
         .await;
     assert_eq!(res.status(), StatusCode::OK);
-}
-
-async fn health(app: &TestApp) -> Value {
-    app.client
-        .get(app.url("/api/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +58,8 @@ async fn a_dropped_file_gets_meta_and_becomes_searchable() {
     );
     assert_eq!(field(&m, "type").as_str(), Some("image/png"));
     assert!(field(&m, "uuid").as_str().is_some());
-    wait_search(&app, &[("q", "holiday")], &["inbox/holiday-photo.png"]).await;
+    app.wait_search(&[("q", "holiday")], &["inbox/holiday-photo.png"], DEADLINE)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,14 +93,19 @@ async fn a_file_changed_in_place_gets_new_facts_and_keeps_editor_fields() {
     add_field(&app, "docs/notes.txt", "credit", json!("Jane")).await;
     std::fs::write(app.file_path("docs/notes.txt"), b"second, longer version").unwrap();
     let want = blake3_hex(b"second, longer version");
-    let m = until("refreshed meta", || async {
+    let m = until("refreshed meta", DEADLINE, || async {
         read_meta(&app.meta_path("docs/notes.txt"))
             .filter(|m| field(m, "hash").as_str() == Some(want.as_str()))
     })
     .await;
     assert_eq!(field(&m, "filesize").as_u64(), Some(22));
     assert_eq!(field(&m, "credit").as_str(), Some("Jane"));
-    wait_search(&app, &[("q", "*"), ("min_size", "22")], &["docs/notes.txt"]).await;
+    app.wait_search(
+        &[("q", "*"), ("min_size", "22")],
+        &["docs/notes.txt"],
+        DEADLINE,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -159,7 +119,8 @@ async fn a_file_renamed_by_hand_keeps_its_meta_and_uuid() {
     assert_eq!(field(&m, "uuid").as_str(), d["uuid"].as_str());
     assert_eq!(field(&m, "credit").as_str(), Some("Jane"));
     assert!(!app.meta_path("a/cover.png").exists());
-    wait_search(&app, &[("q", "*")], &["b/front.png"]).await;
+    app.wait_search(&[("q", "*")], &["b/front.png"], DEADLINE)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -171,7 +132,7 @@ async fn a_file_moved_out_and_back_in_takes_its_meta_back() {
     add_field(&app, "a/song.mp3", "artist", json!("Someone")).await;
     let outside = app.dir.path().join("outside.mp3");
     std::fs::rename(app.file_path("a/song.mp3"), &outside).unwrap();
-    wait_search(&app, &[("q", "*")], &[]).await;
+    app.wait_search(&[("q", "*")], &[], DEADLINE).await;
     std::fs::create_dir_all(app.file_path("music")).unwrap();
     std::fs::rename(&outside, app.file_path("music/song.mp3")).unwrap();
     let m = wait_meta(&app, "music/song.mp3", "meta taken back").await;
@@ -189,7 +150,7 @@ async fn a_copy_then_delete_move_keeps_the_meta() {
     std::fs::copy(app.file_path("a/doc.txt"), app.file_path("b/doc.txt")).unwrap();
     wait_meta(&app, "b/doc.txt", "fresh meta of the copy").await;
     std::fs::remove_file(app.file_path("a/doc.txt")).unwrap();
-    let m = until("the copy took the meta over", || async {
+    let m = until("the copy took the meta over", DEADLINE, || async {
         read_meta(&app.meta_path("b/doc.txt")).filter(|m| field(m, "owner").as_str() == Some("Sam"))
     })
     .await;
@@ -202,12 +163,12 @@ async fn orphaned_meta_is_removed_after_the_grace_period_and_reported() {
     let app = watched().await;
     app.uploaded("a", "gone.txt", b"soon gone").await;
     std::fs::remove_file(app.file_path("a/gone.txt")).unwrap();
-    wait_search(&app, &[("q", "*")], &[]).await;
-    until("orphaned meta removed", || async {
+    app.wait_search(&[("q", "*")], &[], DEADLINE).await;
+    until("orphaned meta removed", DEADLINE, || async {
         (!app.meta_path("a/gone.txt").exists()).then_some(())
     })
     .await;
-    let h = health(&app).await;
+    let h = app.health().await;
     let problems = h["problems"].as_array().unwrap();
     assert!(
         problems
@@ -223,10 +184,10 @@ async fn a_folder_renamed_by_hand_keeps_every_files_meta() {
     let one = app.uploaded("a/b", "one.txt", b"one").await;
     let two = app.uploaded("a", "two.txt", b"two").await;
     std::fs::rename(app.file_path("a"), app.file_path("z")).unwrap();
-    wait_search(
-        &app,
+    app.wait_search(
         &[("q", "*"), ("folder", "z"), ("sort", "filename")],
         &["z/b/one.txt", "z/two.txt"],
+        DEADLINE,
     )
     .await;
     let m = read_meta(&app.meta_path("z/b/one.txt")).unwrap();
@@ -244,15 +205,15 @@ async fn a_folder_moved_in_is_scanned_and_a_deleted_one_is_forgotten() {
     std::fs::write(outside.join("x.txt"), b"x").unwrap();
     std::fs::write(outside.join("deep/y.txt"), b"y").unwrap();
     std::fs::rename(&outside, app.file_path("incoming")).unwrap();
-    wait_search(
-        &app,
+    app.wait_search(
         &[("q", "*"), ("sort", "filename")],
         &["incoming/x.txt", "incoming/deep/y.txt"],
+        DEADLINE,
     )
     .await;
     assert!(app.meta_path("incoming/deep/y.txt").exists());
     std::fs::remove_dir_all(app.file_path("incoming")).unwrap();
-    wait_search(&app, &[("q", "*")], &[]).await;
+    app.wait_search(&[("q", "*")], &[], DEADLINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -266,11 +227,12 @@ async fn meta_edited_by_hand_is_reindexed_and_broken_yaml_is_reported() {
         good.replace("title: Report", "title: Annual accounts"),
     )
     .unwrap();
-    wait_search(&app, &[("q", "annual")], &["report.pdf"]).await;
+    app.wait_search(&[("q", "annual")], &["report.pdf"], DEADLINE)
+        .await;
 
     std::fs::write(&meta, "title: [unclosed\n").unwrap();
-    let h = until("invalid meta reported", || async {
-        let h = health(&app).await;
+    let h = until("invalid meta reported", DEADLINE, || async {
+        let h = app.health().await;
         let found = h["problems"]
             .as_array()
             .unwrap()
@@ -291,12 +253,16 @@ async fn meta_edited_by_hand_is_reindexed_and_broken_yaml_is_reported() {
         "broken meta is never overwritten"
     );
     // The last good meta stays searchable.
-    assert_eq!(search_paths(&app, &[("q", "annual")]).await, ["report.pdf"]);
+    assert_eq!(
+        hit_paths(&app.search(&[("q", "annual")]).await),
+        ["report.pdf"]
+    );
 
     std::fs::write(&meta, good.replace("title: Report", "title: Fixed")).unwrap();
-    wait_search(&app, &[("q", "fixed")], &["report.pdf"]).await;
-    until("problem cleared", || async {
-        let h = health(&app).await;
+    app.wait_search(&[("q", "fixed")], &["report.pdf"], DEADLINE)
+        .await;
+    until("problem cleared", DEADLINE, || async {
+        let h = app.health().await;
         h["problems"].as_array().unwrap().is_empty().then_some(())
     })
     .await;
@@ -330,5 +296,5 @@ async fn hidden_partial_and_temp_names_are_ignored_and_own_writes_do_not_loop() 
     ] {
         assert!(!app.meta_path(ignored).exists(), "{ignored} got meta");
     }
-    assert_eq!(search_paths(&app, &[("q", "*")]).await, ["in/seen.txt"]);
+    assert_eq!(hit_paths(&app.search(&[("q", "*")]).await), ["in/seen.txt"]);
 }
