@@ -52,6 +52,8 @@ pub enum AuthError {
     #[error("The {} token has reached its call limit", .0.dir_name())]
     LimitReached(TokenKind),
     #[error(transparent)]
+    FileToken(#[from] crate::signing::CredentialError),
+    #[error(transparent)]
     Io(#[from] io::Error),
 }
 
@@ -62,6 +64,7 @@ impl AuthError {
             AuthError::Invalid(_) => "token-invalid",
             AuthError::Disabled(_) => "token-disabled",
             AuthError::LimitReached(_) => "token-limit-reached",
+            AuthError::FileToken(e) => e.code(),
             AuthError::Io(_) => "internal-error",
         }
     }
@@ -70,8 +73,17 @@ impl AuthError {
 /// Who made a request: the ids of the tokens it presented.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub files_token: String,
+    /// The files token's id; `None` when the request holds only a short-lived file token.
+    pub files_token: Option<String>,
     pub access_token: Option<String>,
+}
+
+impl Principal {
+    /// Whether the caller may see protected files in listings and search results: API
+    /// token holders may; file token holders open protected content by URL only.
+    pub fn sees_protected(&self) -> bool {
+        self.files_token.is_some()
+    }
 }
 
 /// A token as a client sends it: 32 lowercase hex characters.

@@ -242,12 +242,14 @@ impl Config {
                 &format!("'{t}' must be a lowercase extension without the dot"),
             );
         }
-        if !self.media.protected.is_empty() {
-            // Refusing is safer than serving files someone meant to protect.
-            return bad(
-                "media.protected",
-                "protected files are not supported by this version yet; leave the list empty",
-            );
+        if let Err(why) = crate::library::Protection::check(&self.media.protected) {
+            return bad("media.protected", &why);
+        }
+        if self.tokens.file_token_ttl_s == 0 {
+            return bad("tokens.file_token_ttl_s", "must be greater than 0");
+        }
+        if self.tokens.max_signed_url_ttl_s == 0 {
+            return bad("tokens.max_signed_url_ttl_s", "must be greater than 0");
         }
         if !(50..=60_000).contains(&self.watch.quiet_ms) {
             return bad("watch.quiet_ms", "must be between 50 and 60000");

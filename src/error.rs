@@ -12,6 +12,7 @@ use crate::auth::AuthError;
 use crate::index::IndexError;
 use crate::indexer::IndexerError;
 use crate::library::LibraryError;
+use crate::signing::CredentialError;
 use crate::storage::paths::PathError;
 
 /// An error as the client sees it.
@@ -100,7 +101,10 @@ impl From<PathError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing(_) | AuthError::Invalid(_) | AuthError::Disabled(_) => {
+            AuthError::Missing(_)
+            | AuthError::Invalid(_)
+            | AuthError::Disabled(_)
+            | AuthError::FileToken(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
             }
             AuthError::LimitReached(_) => {
@@ -108,6 +112,24 @@ impl From<AuthError> for ApiError {
             }
             AuthError::Io(ref inner) => ApiError::unexpected(inner),
         }
+    }
+}
+
+/// A credential for protected content that does not open it: 403, as for no credential.
+impl From<CredentialError> for ApiError {
+    fn from(e: CredentialError) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, e.code(), e.to_string())
+    }
+}
+
+impl ApiError {
+    /// A protected file asked for without a credential; the same whether it exists or not.
+    pub fn protected() -> Self {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "file-protected",
+            "This file is protected: a file token (`token`) or a signed URL (`expires`, `sig`) is required",
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::index::{DocInput, IndexError, Opened, SearchIndex, SearchQuery, SearchResult, Stamp};
-use crate::library::{mtime_secs, Change, Entry, Indexable, Library, LibraryError};
+use crate::library::{mtime_secs, Change, Entry, Indexable, Library, LibraryError, Protection};
 use crate::progress::{Progress, Silent};
 use crate::storage::paths::MediaPath;
 use crate::watcher::Observed;
@@ -72,7 +72,7 @@ impl Indexer {
     /// Opens (or rebuilds) the index under the project's cache folder.
     pub fn open(library: Library) -> Result<Indexer, IndexerError> {
         let dir = library.layout().cache.join("index");
-        let (index, opened) = SearchIndex::open(&dir)?;
+        let (index, opened) = SearchIndex::open(&dir, library.protection().fingerprint())?;
         match opened {
             Opened::Existing => tracing::debug!(dir = %dir.display(), "search index opened"),
             Opened::Created => {
@@ -452,7 +452,8 @@ impl Indexer {
             }
             match self.library.indexable(&p) {
                 Ok(Indexable::Current(entry, meta_modified)) => {
-                    self.index.upsert(&doc(&entry, meta_modified))?
+                    self.index
+                        .upsert(&doc(&entry, meta_modified, self.library.protection()))?
                 }
                 Ok(Indexable::Gone) => self.index.delete(p.as_str())?,
                 Ok(Indexable::Stale) => stale.push(p),
@@ -478,8 +479,9 @@ impl Indexer {
     }
 }
 
-fn doc(entry: &Entry, meta_modified: f64) -> DocInput<'_> {
+fn doc<'a>(entry: &'a Entry, meta_modified: f64, protection: &Protection) -> DocInput<'a> {
     DocInput {
+        protected: entry.is_protected(protection),
         path: entry.path.as_str(),
         meta: &entry.meta,
         stamp: Stamp {

@@ -16,6 +16,7 @@ use crate::auth::{TokenKind, TokenStore};
 use crate::config::Config;
 use crate::indexer::Indexer;
 use crate::library::Library;
+use crate::signing::Signer;
 use crate::storage::atomic;
 use crate::storage::paths::Layout;
 use crate::watcher;
@@ -72,6 +73,9 @@ impl Application {
         first_start_tokens(&tokens)?;
         let library = Library::new(layout, config.clone());
         let indexer = Indexer::open(library.clone())?;
+        let signer = Arc::new(
+            Signer::open(&library.layout().tokens).context("opening the URL signing key")?,
+        );
         let state = web::Data::new(AppState {
             library: library.clone(),
             indexer: indexer.clone(),
@@ -81,6 +85,7 @@ impl Application {
                 config.server.hot_cache_bytes,
                 config.server.hot_file_max_bytes,
             ),
+            signer,
         });
 
         let listener = TcpListener::bind(config.bind_address())

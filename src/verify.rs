@@ -200,6 +200,7 @@ fn index_drift(
                             path: entry.path.as_str(),
                             meta: &entry.meta,
                             stamp,
+                            protected: entry.is_protected(lib.protection()),
                         })?;
                     }
                 }

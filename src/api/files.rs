@@ -4,7 +4,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
 use super::objects::{base_url, data, file_object};
-use super::params::{ReadRequest, WriteRequest};
+use super::params::{BrowseRequest, WriteRequest};
 use super::AppState;
 use crate::error::ApiError;
 use crate::hashing::ContentHash;
@@ -21,19 +21,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(super::resource("/files/copy").route(web::put().to(copy_file)));
 }
 
-/// A file, a folder's files keyed by name, or every file with a given hash.
+/// A file, a folder's files keyed by name, or every file with a given hash. A caller holding
+/// only a file token sees no protected file: a protected path answers 403 (whether it exists
+/// or not) and listings leave protected files out.
 async fn fetch(
     req: HttpRequest,
     state: web::Data<AppState>,
-    r: ReadRequest,
+    r: BrowseRequest,
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(&state.config, &req);
     let lib = &state.library;
+    let protection = lib.protection();
+    let visible =
+        |e: &crate::library::Entry| r.principal.sees_protected() || !e.is_protected(protection);
     if let Some(hash) = r.params.str("hash") {
         let hash: ContentHash = hash.parse().map_err(|e: crate::hashing::BadHash| {
             ApiError::bad_request("invalid-hash", e.to_string())
         })?;
-        let entries = lib.by_hash(&hash.to_hex()).await?;
+        let mut entries = lib.by_hash(&hash.to_hex()).await?;
+        entries.retain(|e| visible(e));
         if entries.is_empty() {
             return Err(LibraryError::HashNotFound.into());
         }
@@ -43,8 +49,12 @@ async fn fetch(
     let path = r.params.path()?;
     let collection = r.params.flag("collection");
     let recursive = r.params.flag("recursive");
+    if !r.principal.sees_protected() && protection.path_protected(&path) {
+        return Err(ApiError::protected());
+    }
     if !collection && !recursive {
         match lib.file(&path).await {
+            Ok(entry) if !visible(&entry) => return Err(ApiError::protected()),
             Ok(entry) => return Ok(HttpResponse::Ok().json(data(file_object(&entry, &base)))),
             Err(LibraryError::NotAFile) => {}
             Err(e) => return Err(e.into()),
@@ -52,12 +62,21 @@ async fn fetch(
     }
     let offset = r.params.usize("offset")?.unwrap_or(0);
     let limit = r.params.usize("limit")?;
-    let entries = match lib.list(&path, recursive, offset, limit).await {
+    // Paging counts visible files only: for a file token, protected ones are left out first.
+    let page = match r.principal.sees_protected() {
+        true => (offset, limit),
+        false => (0, None),
+    };
+    let entries = match lib.list(&path, recursive, page.0, page.1).await {
         Err(LibraryError::FolderNotFound) => return Err(LibraryError::FileNotFound.into()),
         other => other?,
     };
-    let map: Map<String, Value> = entries
+    let visible_page = entries
         .iter()
+        .filter(|e| visible(e))
+        .skip(offset - page.0)
+        .take(limit.filter(|_| page.1.is_none()).unwrap_or(usize::MAX));
+    let map: Map<String, Value> = visible_page
         .map(|e| {
             let key = e
                 .path

@@ -3,6 +3,7 @@
 //! Handlers extract parsed input, call the library, and map the result; they hold no state of
 //! their own and never touch the filesystem directly.
 
+pub mod access;
 pub mod files;
 pub mod folders;
 pub mod health;
@@ -22,6 +23,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::indexer::Indexer;
 use crate::library::Library;
+use crate::signing::Signer;
 
 /// What every handler shares.
 pub struct AppState {
@@ -30,6 +32,7 @@ pub struct AppState {
     pub tokens: Arc<TokenStore>,
     pub config: Arc<Config>,
     pub hot: serve::HotCache,
+    pub signer: Arc<Signer>,
 }
 
 pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
@@ -43,6 +46,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(params::MAX_BODY))
         .service(
             web::scope("/api")
+                .configure(access::configure)
                 .configure(meta::configure)
                 .configure(files::configure)
                 .configure(search::configure)

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use super::AppState;
 use crate::auth::{AuthError, Principal, TokenKind};
 use crate::error::ApiError;
+use crate::signing::Signer;
 use crate::storage::paths::MediaPath;
 
 /// The largest JSON or form body the API reads.
@@ -196,17 +197,38 @@ fn presented(params: &Params, key: &str) -> Option<String> {
     }
 }
 
-/// Checks the tokens a request presents; `write` needs an access token too.
+/// What a request must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// A files token, or a short-lived file token (which sees no protected files).
+    Browse,
+    /// A files token.
+    Read,
+    /// A files token and an access token.
+    Write,
+}
+
+/// Checks the tokens a request presents against what it needs.
 pub fn authenticate(
     state: &AppState,
     params: &Params,
     headers: &HeaderMap,
-    write: bool,
+    needs: Needs,
 ) -> Result<Principal, AuthError> {
-    let files = state
-        .tokens
-        .check(TokenKind::Files, files_token(params, headers).as_deref())?;
-    let access = if write {
+    let presented = files_token(params, headers);
+    if needs == Needs::Browse {
+        if let Some(t) = presented.as_deref().filter(|t| Signer::is_file_token(t)) {
+            state
+                .signer
+                .check_file_token(t, crate::signing::now_secs())?;
+            return Ok(Principal {
+                files_token: None,
+                access_token: None,
+            });
+        }
+    }
+    let files = state.tokens.check(TokenKind::Files, presented.as_deref())?;
+    let access = if needs == Needs::Write {
         Some(
             state
                 .tokens
@@ -216,7 +238,7 @@ pub fn authenticate(
         None
     };
     Ok(Principal {
-        files_token: files,
+        files_token: Some(files),
         access_token: access,
     })
 }
@@ -241,7 +263,7 @@ async fn read_params(req: &HttpRequest, payload: &mut Payload) -> Result<Params,
 }
 
 macro_rules! authed_request {
-    ($name:ident, $write:expr) => {
+    ($name:ident, $needs:expr) => {
         /// Parameters of an authenticated request.
         pub struct $name {
             pub params: Params,
@@ -258,7 +280,7 @@ macro_rules! authed_request {
                 Box::pin(async move {
                     let params = read_params(&req, &mut payload).await?;
                     let state = super::state(&req)?;
-                    let principal = authenticate(&state, &params, req.headers(), $write)?;
+                    let principal = authenticate(&state, &params, req.headers(), $needs)?;
                     Ok($name { params, principal })
                 })
             }
@@ -266,5 +288,6 @@ macro_rules! authed_request {
     };
 }
 
-authed_request!(ReadRequest, false);
-authed_request!(WriteRequest, true);
+authed_request!(BrowseRequest, Needs::Browse);
+authed_request!(ReadRequest, Needs::Read);
+authed_request!(WriteRequest, Needs::Write);

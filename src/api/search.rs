@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::objects::{base_url, file_object_text};
-use super::params::{Params, ReadRequest};
+use super::params::{BrowseRequest, Params};
 use super::AppState;
 use crate::error::ApiError;
 use crate::index::{SearchQuery, Sort};
@@ -20,9 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn search(
     req: HttpRequest,
     state: web::Data<AppState>,
-    r: ReadRequest,
+    r: BrowseRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let query = parse_query(&r.params)?;
+    let mut query = parse_query(&r.params)?;
+    query.public_only = !r.principal.sees_protected();
     let result = state.indexer.search(query).await?;
     let base = base_url(&state.config, &req);
     // The stored meta JSON is written through: each hit is neither parsed nor rebuilt.
@@ -85,5 +86,6 @@ fn parse_query(p: &Params) -> Result<SearchQuery, ApiError> {
         sort,
         limit,
         offset: p.usize("offset")?.unwrap_or(0),
+        public_only: false,
     })
 }

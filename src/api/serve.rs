@@ -28,6 +28,7 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::hashing::ContentHash;
 use crate::library::{Entry, LibraryError};
+use crate::signing::{now_secs, CredentialError, Target};
 use crate::sniff;
 use crate::storage::paths::MediaPath;
 
@@ -37,6 +38,9 @@ const CHUNK: usize = 512 * 1024;
 const MAX_RANGES: usize = 32;
 const NO_CACHE: &str = "no-cache";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// Protected content may be kept by the browser that was let in, never by a shared cache.
+const PRIVATE_NO_CACHE: &str = "private, no-cache";
+const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // A scope with a default service matches by plain prefix, cheaper than a regex route on
@@ -133,9 +137,13 @@ impl Prepared {
     }
 }
 
+/// A public file in memory. Its meta file is watched too: meta edited to `protected: true`
+/// must stop the next hit, not the next content change.
 struct Hot {
     id: FileId,
     path: PathBuf,
+    meta_id: Option<FileId>,
+    meta_path: PathBuf,
     body: Bytes,
     prepared: Prepared,
 }
@@ -166,12 +174,14 @@ impl HotCache {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .cloned()?;
-        match std::fs::metadata(&hot.path) {
-            Ok(md) if FileId::of(&md) == hot.id => Some(hot),
-            _ => {
-                self.remove(key);
-                None
-            }
+        let same = |path: &Path, id: Option<FileId>| {
+            std::fs::metadata(path).ok().map(|md| FileId::of(&md)) == id
+        };
+        if same(&hot.path, Some(hot.id)) && same(&hot.meta_path, hot.meta_id) {
+            Some(hot)
+        } else {
+            self.remove(key);
+            None
         }
     }
 
@@ -235,7 +245,12 @@ async fn serve_upload(
     // never reaches anything, cached or not. (Media keys start with NUL, which no valid path
     // holds, so the two kinds of key cannot meet.)
     let p = MediaPath::parse(&decoded)?;
-    if let Some(hot) = state.hot.get(p.as_str()) {
+    // Protected by a glob: decided before anything is looked up, so a protected path that
+    // does not exist gets the same answer as one that does.
+    let granted = state.library.protection().path_protected(&p);
+    if granted {
+        check_credential(&req, &state, Target::Path(p.as_str()))?;
+    } else if let Some(hot) = state.hot.get(p.as_str()) {
         return Ok(respond(
             &req,
             &hot.prepared,
@@ -247,7 +262,8 @@ async fn serve_upload(
         return Err(LibraryError::FileNotFound.into());
     }
     let key = p.as_str().to_string();
-    serve_entry(&req, &state, &p, key, None, NO_CACHE).await
+    let target = Target::Path(p.as_str());
+    serve_entry(&req, &state, &p, key, None, NO_CACHE, granted, target).await
 }
 
 async fn serve_media(
@@ -270,13 +286,71 @@ async fn serve_media(
     };
     let not_found = || ApiError::not_found("hash-not-found", "No file has this hash");
     let hash: ContentHash = hash.parse().map_err(|_| not_found())?;
-    let entries = state.library.by_hash(&hash.to_hex()).await?;
-    let entry = entries.into_iter().next().ok_or_else(not_found)?;
+    let hex = hash.to_hex();
+    let entries = state.library.by_hash(&hex).await?;
+    // Any public copy serves the content freely; content that only protected paths hold
+    // needs a credential for the hash.
+    let protection = state.library.protection();
+    let entry = entries
+        .iter()
+        .find(|e| !e.is_protected(protection))
+        .or(entries.first())
+        .ok_or_else(not_found)?;
     let mime = ext.as_deref().map(sniff::by_extension);
-    serve_entry(&req, &state, &entry.path, key, mime, IMMUTABLE).await
+    let target = Target::Hash(&hex);
+    serve_entry(
+        &req,
+        &state,
+        &entry.path,
+        key,
+        mime,
+        IMMUTABLE,
+        false,
+        target,
+    )
+    .await
 }
 
-/// Serves a file found by path; small files enter the hot cache.
+/// Opens protected content if the request carries a valid file token (`?token=`) or a valid
+/// signature of `target` (`?expires=&sig=`). Only a request for protected content gets here,
+/// so the query is parsed only then.
+fn check_credential(
+    req: &HttpRequest,
+    state: &AppState,
+    target: Target<'_>,
+) -> Result<(), ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let now = now_secs();
+    let mut failure = None;
+    if let Some(token) = get("token") {
+        match state.signer.check_file_token(token, now) {
+            Ok(()) => return Ok(()),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if let (Some(expires), Some(sig)) = (get("expires"), get("sig")) {
+        let checked = match expires.parse::<u64>() {
+            Ok(expires) => state.signer.verify(target, expires, sig, now),
+            Err(_) => Err(CredentialError::BadSignature),
+        };
+        match checked {
+            Ok(()) => return Ok(()),
+            Err(e) => failure = Some(e),
+        }
+    }
+    Err(failure.map_or_else(ApiError::protected, ApiError::from))
+}
+
+/// Serves a file found by path; small public files enter the hot cache. `granted` says a
+/// credential was already checked; otherwise a protected file asks for one for `target`.
+#[allow(clippy::too_many_arguments)]
 async fn serve_entry(
     req: &HttpRequest,
     state: &AppState,
@@ -284,10 +358,25 @@ async fn serve_entry(
     key: String,
     mime_override: Option<String>,
     cache_control: &'static str,
+    granted: bool,
+    target: Target<'_>,
 ) -> Result<HttpResponse, ApiError> {
+    // The meta file's identity is taken before the meta is read: if it changes after, the
+    // cached entry's identity is older and the next hit misses.
+    let meta_path = state.library.layout().meta_file(p)?;
+    let meta_id = std::fs::metadata(&meta_path).ok().map(|md| FileId::of(&md));
     let entry = match state.library.file(p).await {
         Err(LibraryError::NotAFile) => return Err(LibraryError::FileNotFound.into()),
         other => other?,
+    };
+    let protected = entry.is_protected(state.library.protection());
+    if protected && !granted {
+        check_credential(req, state, target)?;
+    }
+    let cache_control = match (protected, cache_control) {
+        (false, cc) => cc,
+        (true, IMMUTABLE) => PRIVATE_IMMUTABLE,
+        (true, _) => PRIVATE_NO_CACHE,
     };
     let path = state.library.layout().file(p)?;
     let max_file = state.hot.max_file;
@@ -311,10 +400,12 @@ async fn serve_entry(
     let prepared = Prepared::new(&hash, &mime, entry.modified, id.size, p.name(), &ext);
     match body {
         Some(body) => {
-            if Some(hash.as_str()) == entry.hash() {
+            if !protected && Some(hash.as_str()) == entry.hash() {
                 let hot = Arc::new(Hot {
                     id,
                     path,
+                    meta_id,
+                    meta_path,
                     body: body.clone(),
                     prepared,
                 });

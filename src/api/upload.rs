@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use super::objects::{base_url, data, file_object};
-use super::params::{authenticate, Params};
+use super::params::{authenticate, Needs, Params};
 use super::AppState;
 use crate::error::ApiError;
 use crate::library::{Conflict, LibraryError};
@@ -71,7 +71,7 @@ pub async fn upload(
             continue;
         };
         if !authed {
-            authenticate(&state, &params, req.headers(), true)?;
+            authenticate(&state, &params, req.headers(), Needs::Write)?;
             authed = true;
         }
         if name != "file" && name != "file[]" && name != "files" && name != "files[]" {
@@ -95,7 +95,7 @@ pub async fn upload(
         staged.push((filename, writer.finish().await.map_err(stage_error)?));
     }
     if !authed {
-        authenticate(&state, &params, req.headers(), true)?;
+        authenticate(&state, &params, req.headers(), Needs::Write)?;
     }
     if staged.is_empty() {
         return Err(ApiError::missing_param("file"));

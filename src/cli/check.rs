@@ -121,7 +121,7 @@ pub fn verify(config: Config, fix: bool) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let index_dir = layout.cache.join("index");
         let library = Library::new(layout, Arc::new(config));
-        let index = match SearchIndex::open(&index_dir) {
+        let index = match SearchIndex::open(&index_dir, library.protection().fingerprint()) {
             Ok((index, _)) => Some(index),
             Err(e) => {
                 eprintln!("the index is not checked: {e}");

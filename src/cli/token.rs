@@ -1,4 +1,4 @@
-//! `flextype token create|list|revoke|migrate`.
+//! `flextype token create|list|revoke|migrate|rotate-key`.
 
 use std::process::ExitCode;
 
@@ -26,10 +26,13 @@ pub enum TokenCommand {
     Revoke { id: String },
     /// Convert legacy plaintext tokens to hashed ones; their values keep working.
     Migrate,
+    /// Replace the URL signing key: every signed URL and file token issued so far stops
+    /// working, in a running server too.
+    RotateKey,
 }
 
 pub fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitCode> {
-    let (_, tokens) = open_project(config)?;
+    let (layout, tokens) = open_project(config)?;
     match command {
         TokenCommand::Create {
             kind,
@@ -73,6 +76,10 @@ pub fn run(config: &Config, command: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Migrate => {
             let n = tokens.migrate()?;
             eprintln!("migrated {n} legacy token(s); their values keep working");
+        }
+        TokenCommand::RotateKey => {
+            crate::signing::Signer::rotate(&layout.tokens)?;
+            eprintln!("signing key replaced: earlier signed URLs and file tokens no longer work");
         }
     }
     Ok(ExitCode::SUCCESS)

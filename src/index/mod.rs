@@ -49,6 +49,8 @@ pub struct DocInput<'a> {
     pub path: &'a str,
     pub meta: &'a serde_yaml::Mapping,
     pub stamp: Stamp,
+    /// Whether only callers who may read protected files may find it.
+    pub protected: bool,
 }
 
 #[derive(Debug)]
@@ -103,17 +105,20 @@ struct Writer {
 
 impl SearchIndex {
     /// Opens the index in `dir`, creating it when missing and rebuilding it (empty) when it
-    /// cannot be read or is of another schema version.
-    pub fn open(dir: &Path) -> Result<(SearchIndex, Opened), IndexError> {
+    /// cannot be read or is of another schema version. `protection` identifies the
+    /// protection globs the documents' `protected` flags were computed with: an index made
+    /// under other globs is rebuilt too.
+    pub fn open(dir: &Path, protection: &str) -> Result<(SearchIndex, Opened), IndexError> {
         std::fs::create_dir_all(dir)?;
         let lock = lock(dir)?;
         let (schema, fields) = schema::build();
-        let (index, mut opened) = match open_existing(dir, &schema) {
+        let version = version_text(protection);
+        let (index, mut opened) = match open_existing(dir, &schema, &version) {
             Ok(Some(index)) => (index, Opened::Existing),
-            Ok(None) => (create(dir, &schema)?, Opened::Created),
+            Ok(None) => (create(dir, &schema, &version)?, Opened::Created),
             Err(reason) => {
                 wipe(dir)?;
-                (create(dir, &schema)?, Opened::Rebuilt { reason })
+                (create(dir, &schema, &version)?, Opened::Rebuilt { reason })
             }
         };
         let (index, parts) = match Self::parts(&index) {
@@ -125,7 +130,7 @@ impl SearchIndex {
                 opened = Opened::Rebuilt {
                     reason: format!("segments unreadable: {e}"),
                 };
-                let index = create(dir, &schema)?;
+                let index = create(dir, &schema, &version)?;
                 let parts = Self::parts(&index)?;
                 (index, parts)
             }
@@ -342,7 +347,21 @@ fn lock_path(dir: &Path) -> PathBuf {
 }
 
 /// The index in `dir` if there is one we can use; `Err` says why an existing one cannot be.
-fn open_existing(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Option<Index>, String> {
+/// What the version file holds: the schema version, and the protection globs' fingerprint
+/// when there are globs.
+fn version_text(protection: &str) -> String {
+    if protection.is_empty() {
+        schema::SCHEMA_VERSION.to_string()
+    } else {
+        format!("{} protected:{protection}", schema::SCHEMA_VERSION)
+    }
+}
+
+fn open_existing(
+    dir: &Path,
+    schema: &tantivy::schema::Schema,
+    expected: &str,
+) -> Result<Option<Index>, String> {
     let has_meta = dir.join("meta.json").exists();
     let version = std::fs::read_to_string(dir.join(VERSION_FILE)).ok();
     if !has_meta {
@@ -352,11 +371,10 @@ fn open_existing(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Option<
             Err("index files without meta.json".into())
         };
     }
-    if version.as_deref().map(str::trim) != Some(&schema::SCHEMA_VERSION.to_string()) {
+    if version.as_deref().map(str::trim) != Some(expected) {
         return Err(format!(
-            "schema version {} found, {} expected",
+            "version '{}' found, '{expected}' expected",
             version.as_deref().map_or("none", str::trim),
-            schema::SCHEMA_VERSION
         ));
     }
     let index = Index::open_in_dir(dir).map_err(|e| format!("cannot open: {e}"))?;
@@ -366,9 +384,13 @@ fn open_existing(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Option<
     Ok(Some(index))
 }
 
-fn create(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Index, IndexError> {
+fn create(
+    dir: &Path,
+    schema: &tantivy::schema::Schema,
+    version: &str,
+) -> Result<Index, IndexError> {
     let index = Index::create_in_dir(dir, schema.clone())?;
-    std::fs::write(dir.join(VERSION_FILE), schema::SCHEMA_VERSION.to_string())?;
+    std::fs::write(dir.join(VERSION_FILE), version)?;
     Ok(index)
 }
 
@@ -407,6 +429,7 @@ mod tests {
             path,
             meta: &meta(yaml),
             stamp: stamp(size),
+            protected: yaml.contains("protected: true"),
         })
         .unwrap();
     }
@@ -430,7 +453,7 @@ mod tests {
 
     fn sample() -> (tempfile::TempDir, SearchIndex) {
         let dir = tempfile::tempdir().unwrap();
-        let (ix, opened) = SearchIndex::open(&dir.path().join("index")).unwrap();
+        let (ix, opened) = SearchIndex::open(&dir.path().join("index"), "").unwrap();
         assert!(matches!(opened, Opened::Created));
         put(&ix, "movies/sg-1/cover.png", "title: Cover\ntype: image/png\nuploaded_on: 30\ntags: [Sci-Fi, cover]\nexif: {Width: 40, Height: 30, Model: EOS 5D}\nhash: aaa\n", 300);
         put(&ix, "movies/sg-1/s5/poster.jpg", "title: Poster\ntype: image/jpeg\nuploaded_on: 20\nexif: {Width: 20, Height: 60}\ncredits: {writer: Jane Doe, notes: [Été, x]}\n", 200);
@@ -510,6 +533,30 @@ mod tests {
             }),
             Err(IndexError::BadQuery(_))
         ));
+    }
+
+    #[test]
+    fn public_only_searches_leave_protected_files_out_of_hits_and_totals() {
+        let (_d, ix) = sample();
+        put(
+            &ix,
+            "secret/plan.txt",
+            "title: Cover plan\nprotected: true\n",
+            10,
+        );
+        ix.commit().unwrap();
+        let public = |q: &str| SearchQuery {
+            q: q.into(),
+            limit: 100,
+            public_only: true,
+            ..Default::default()
+        };
+        assert_eq!(text(&ix, "cover").len(), 2);
+        assert_eq!(find(&ix, public("cover")), ["movies/sg-1/cover.png"]);
+        let all = ix.search(&public("")).unwrap();
+        assert_eq!((all.hits.len(), all.total), (4, 4));
+        assert!(all.hits.iter().all(|h| h.path != "secret/plan.txt"));
+        assert_eq!(ix.search(&public("-cover")).unwrap().total, 3);
     }
 
     #[test]
@@ -615,11 +662,11 @@ mod tests {
         assert_eq!(cover.hash.as_deref(), Some("aaa"));
         assert_eq!(snap["readme.md"].hash, None);
         assert!(matches!(
-            SearchIndex::open(&dir.path().join("index")),
+            SearchIndex::open(&dir.path().join("index"), ""),
             Err(IndexError::Busy)
         ));
         drop(ix);
-        let (ix, opened) = SearchIndex::open(&dir.path().join("index")).unwrap();
+        let (ix, opened) = SearchIndex::open(&dir.path().join("index"), "").unwrap();
         assert!(matches!(opened, Opened::Existing));
         assert_eq!(ix.count(), 4);
     }
@@ -630,14 +677,14 @@ mod tests {
         drop(ix);
         let index = dir.path().join("index");
         std::fs::write(index.join(VERSION_FILE), "0").unwrap();
-        let (ix, opened) = SearchIndex::open(&index).unwrap();
+        let (ix, opened) = SearchIndex::open(&index, "").unwrap();
         assert!(matches!(opened, Opened::Rebuilt { .. }), "{opened:?}");
         assert_eq!(ix.count(), 0);
         put(&ix, "a.txt", "title: A\n", 1);
         ix.commit().unwrap();
         drop(ix);
         std::fs::write(index.join("meta.json"), b"{ not json").unwrap();
-        let (ix, opened) = SearchIndex::open(&index).unwrap();
+        let (ix, opened) = SearchIndex::open(&index, "").unwrap();
         assert!(matches!(opened, Opened::Rebuilt { .. }), "{opened:?}");
         assert_eq!(ix.count(), 0);
     }

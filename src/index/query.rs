@@ -36,6 +36,8 @@ pub struct SearchQuery {
     pub sort: Option<Sort>,
     pub limit: usize,
     pub offset: usize,
+    /// Leave protected files out (for callers who may not read them).
+    pub public_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,7 +268,8 @@ fn hits_at(f: &Fields, searcher: &Searcher, addrs: &[DocAddress]) -> Result<Vec<
 
 /// A match-all query without filters: a listing of every file.
 fn is_listing(q: &SearchQuery) -> bool {
-    q.matches_all_text()
+    !q.public_only
+        && q.matches_all_text()
         && q.folder.as_deref().is_none_or(str::is_empty)
         && q.mime.is_none()
         && q.ext.is_none()
@@ -390,6 +393,15 @@ fn build(index: &Index, f: &Fields, q: &SearchQuery) -> Result<Box<dyn Query>, I
     }
     if q.from.is_some() || q.to.is_some() {
         filter(&mut clauses, i64_range(f.uploaded_on, q.from, q.to));
+    }
+    if q.public_only {
+        if clauses.is_empty() {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
+        clauses.push((
+            Occur::MustNot,
+            term_query(Term::from_field_text(f.protected, "1")),
+        ));
     }
     if matches!((q.min_size, q.max_size), (Some(a), Some(b)) if a > b)
         || matches!((q.from, q.to), (Some(a), Some(b)) if a > b)

@@ -17,7 +17,7 @@ use super::DocInput;
 
 /// Bumped whenever the schema or what goes into it changes: an index of another version is
 /// rebuilt at start.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// The analyzer of every text field: words, lowercased, accents folded (`ete` finds `Été`).
 pub const ANALYZER: &str = "flextype";
 
@@ -58,6 +58,8 @@ pub struct Fields {
     pub height: Field,
     pub modified_on: Field,
     pub meta_modified: Field,
+    /// "1" when the file is protected (by `media.protected` or its meta).
+    pub protected: Field,
     /// The whole meta as JSON, so a hit is answered without reading the meta file.
     pub meta: Field,
 }
@@ -90,6 +92,7 @@ pub fn build() -> (Schema, Fields) {
         height: b.add_u64_field("height", number()),
         modified_on: b.add_f64_field("modified_on", FAST),
         meta_modified: b.add_f64_field("meta_modified", FAST),
+        protected: b.add_text_field("protected", STRING),
         meta: b.add_text_field("meta", STORED),
     };
     (b.build(), fields)
@@ -167,6 +170,9 @@ pub fn to_document(f: &Fields, doc: &DocInput) -> TantivyDocument {
     }
     d.add_f64(f.modified_on, doc.stamp.modified_on);
     d.add_f64(f.meta_modified, doc.stamp.meta_modified);
+    if doc.protected {
+        d.add_text(f.protected, "1");
+    }
     // Stored without the keys a file object computes, so a hit's JSON can be written through.
     let mut json = crate::storage::meta::mapping_to_json(m);
     for key in crate::storage::meta::COMPUTED_KEYS {

@@ -10,6 +10,7 @@ mod hand;
 mod hash_index;
 mod locks;
 pub mod names;
+mod protection;
 
 use std::collections::HashMap;
 use std::io;
@@ -22,6 +23,7 @@ use serde_yaml::Mapping;
 pub use files::{Conflict, MetaEdit};
 pub use folders::FolderInfo;
 pub use hand::Problem;
+pub use protection::Protection;
 
 use crate::config::Config;
 use crate::exif;
@@ -114,6 +116,11 @@ impl Entry {
         meta::hash_of(&self.meta)
     }
 
+    /// Whether this file needs a credential to be read (by `media.protected` or its meta).
+    pub fn is_protected(&self, protection: &Protection) -> bool {
+        protection.is_protected(&self.path, &self.meta)
+    }
+
     pub fn mime(&self) -> &str {
         self.meta
             .get("type")
@@ -174,6 +181,7 @@ pub struct Library {
 struct Inner {
     layout: Layout,
     config: Arc<Config>,
+    protection: Protection,
     locks: Locks,
     hashes: RwLock<HashIndex>,
     /// Facts of files whose meta is not valid YAML, by (path, size, mtime).
@@ -212,6 +220,7 @@ impl Library {
         Library {
             inner: Arc::new(Inner {
                 layout,
+                protection: Protection::from_config(&config.media.protected),
                 config,
                 locks: Locks::default(),
                 hashes: RwLock::new(HashIndex::default()),
@@ -229,6 +238,10 @@ impl Library {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub fn protection(&self) -> &Protection {
+        &self.inner.protection
     }
 
     /// Runs filesystem work on the blocking pool.

@@ -141,6 +141,19 @@ pub async fn run(dir: &Path, args: &[&str], tag: &str) -> (ExitStatus, String, S
     (status, c.stdout_text(), c.stderr_text())
 }
 
+/// Runs a command over an existing project, with a config naming it written beside it.
+pub async fn run_with_project(
+    project: &Path,
+    args: &[&str],
+    tag: &str,
+) -> (ExitStatus, String, String) {
+    let dir = project.parent().unwrap();
+    let config = write_config(dir, &format!("{tag}.yaml"), project, free_port(), "");
+    let mut all = args.to_vec();
+    all.extend(["--config", config.to_str().unwrap()]);
+    run(dir, &all, tag).await
+}
+
 /// A server running as a child process.
 pub struct Served {
     pub child: Child,

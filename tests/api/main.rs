@@ -9,6 +9,7 @@ mod folders;
 mod helpers;
 mod meta;
 mod paths;
+mod protected;
 mod search;
 mod serve;
 mod tokens;
