@@ -5,6 +5,7 @@
 
 pub mod files;
 pub mod folders;
+pub mod from_url;
 pub mod health;
 pub mod meta;
 pub mod objects;
@@ -43,6 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(params::MAX_BODY))
         .service(
             web::scope("/api")
+                // Fixed paths under /files go before any pattern that could match them.
+                .configure(from_url::configure)
                 .configure(meta::configure)
                 .configure(files::configure)
                 .configure(search::configure)
