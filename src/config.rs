@@ -61,6 +61,8 @@ pub struct ThumbsConfig {
 pub struct FromUrlConfig {
     pub enabled: bool,
     pub allow_private: bool,
+    /// Addresses or CIDR ranges that may be fetched although the guard refuses their kind.
+    pub allowed_addresses: Vec<crate::remote::AddressRange>,
     pub timeout_s: u64,
     pub max_redirects: u32,
 }
@@ -159,6 +161,7 @@ impl Default for FromUrlConfig {
         FromUrlConfig {
             enabled: true,
             allow_private: false,
+            allowed_addresses: Vec::new(),
             timeout_s: 30,
             max_redirects: 3,
         }

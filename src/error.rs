@@ -12,6 +12,7 @@ use crate::auth::AuthError;
 use crate::index::IndexError;
 use crate::indexer::IndexerError;
 use crate::library::LibraryError;
+use crate::remote::FetchError;
 use crate::signing::CredentialError;
 use crate::storage::paths::PathError;
 
@@ -169,5 +170,29 @@ impl From<IndexerError> for ApiError {
 impl From<actix_multipart::MultipartError> for ApiError {
     fn from(e: actix_multipart::MultipartError) -> Self {
         ApiError::bad_request("bad-multipart", format!("Malformed multipart body: {e}"))
+    }
+}
+
+impl From<FetchError> for ApiError {
+    fn from(e: FetchError) -> Self {
+        use FetchError as F;
+        let status = match &e {
+            F::BadUrl(_)
+            | F::BadMethod
+            | F::BadHeader(_)
+            | F::HeaderNotAllowed(_)
+            | F::NotAllowed(_)
+            | F::RedirectNotAllowed(_) => StatusCode::BAD_REQUEST,
+            F::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            F::Dns(_)
+            | F::Connect(_)
+            | F::Failed(_)
+            | F::BadRedirect(_)
+            | F::Status { .. }
+            | F::Timeout(_)
+            | F::TooManyRedirects(_) => StatusCode::BAD_GATEWAY,
+            F::Client(_) => return ApiError::unexpected(&e),
+        };
+        ApiError::new(status, e.code(), e.to_string())
     }
 }

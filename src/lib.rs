@@ -15,6 +15,7 @@ pub mod index;
 pub mod indexer;
 pub mod library;
 pub mod progress;
+pub mod remote;
 pub mod signing;
 pub mod sniff;
 pub mod startup;

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod files;
 pub mod folders;
+pub mod from_url;
 pub mod health;
 pub mod meta;
 pub mod objects;
@@ -46,6 +47,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(params::MAX_BODY))
         .service(
             web::scope("/api")
+                // Fixed paths under /files go before any pattern that could match them.
+                .configure(from_url::configure)
                 .configure(access::configure)
                 .configure(meta::configure)
                 .configure(files::configure)

@@ -4,17 +4,21 @@
 //! whole request was read and every file passed the name, type and size rules. Tokens must be
 //! sent in headers, the query, or as fields before the first file part, so an unauthenticated
 //! client can never make the server store its bytes.
+//!
+//! Also the one path every stored upload takes ([`stage`], [`store`]): upload from a URL
+//! feeds its fetched body through the same functions.
 
 use actix_multipart::Multipart;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::objects::{base_url, data, file_object};
 use super::params::{authenticate, Needs, Params};
 use super::AppState;
 use crate::error::ApiError;
-use crate::library::{Conflict, LibraryError};
+use crate::library::{Conflict, Entry, LibraryError};
 use crate::storage::paths::MediaPath;
 use crate::storage::staging::{StageError, Staged, StagingWriter};
 
@@ -86,13 +90,7 @@ pub async fn upload(
                 "A file part has no file name",
             ));
         }
-        let limit = state.config.media.max_file_size;
-        let mut writer = StagingWriter::create(&state.library.layout().staging, limit)
-            .map_err(|e| ApiError::unexpected(&e))?;
-        while let Some(chunk) = field.next().await {
-            writer.write(chunk?).await.map_err(stage_error)?;
-        }
-        staged.push((filename, writer.finish().await.map_err(stage_error)?));
+        staged.push((filename, stage(&state, field).await?));
     }
     if !authed {
         authenticate(&state, &params, req.headers(), Needs::Write)?;
@@ -101,18 +99,58 @@ pub async fn upload(
         return Err(ApiError::missing_param("file"));
     }
     let folder = MediaPath::parse(&params.required_str("folder")?)?;
-    let conflict = match (params.flag("overwrite"), params.flag("rename")) {
-        (true, true) => {
-            return Err(ApiError::bad_request(
-                "invalid-parameter",
-                "`overwrite` and `rename` exclude each other",
-            ))
-        }
-        (true, false) => Conflict::Overwrite,
-        (false, true) => Conflict::Rename,
-        (false, false) => Conflict::Refuse,
+    let conflict = conflict_mode(&params)?;
+    let base = base_url(&state.config, &req);
+    let mut placed: Vec<Value> = store(&state, &folder, conflict, staged)
+        .await?
+        .iter()
+        .map(|entry| file_object(entry, &base))
+        .collect();
+    let body = if placed.len() == 1 {
+        placed.remove(0)
+    } else {
+        Value::Array(placed)
     };
-    // Every file is checked before any is placed.
+    Ok(HttpResponse::Ok().json(data(body)))
+}
+
+/// What to do when a name is taken: `overwrite`, `rename`, or refuse (409).
+pub(super) fn conflict_mode(params: &Params) -> Result<Conflict, ApiError> {
+    match (params.flag("overwrite"), params.flag("rename")) {
+        (true, true) => Err(ApiError::bad_request(
+            "invalid-parameter",
+            "`overwrite` and `rename` exclude each other",
+        )),
+        (true, false) => Ok(Conflict::Overwrite),
+        (false, true) => Ok(Conflict::Rename),
+        (false, false) => Ok(Conflict::Refuse),
+    }
+}
+
+/// Streams one incoming file to a staging file, hashed as it arrives; over
+/// `media.max_file_size` it stops with a 413 and the staging file is removed.
+pub(super) async fn stage<S, E>(state: &AppState, mut chunks: S) -> Result<Staged, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    ApiError: From<E>,
+{
+    let limit = state.config.media.max_file_size;
+    let mut writer = StagingWriter::create(&state.library.layout().staging, limit)
+        .map_err(|e| ApiError::unexpected(&e))?;
+    while let Some(chunk) = chunks.next().await {
+        writer.write(chunk?).await.map_err(stage_error)?;
+    }
+    writer.finish().await.map_err(stage_error)
+}
+
+/// Checks every staged file (raw name, content) against the name, type and content rules,
+/// then places them all in `folder`, or none: a failure removes what this call placed.
+pub(super) async fn store(
+    state: &AppState,
+    folder: &MediaPath,
+    conflict: Conflict,
+    staged: Vec<(String, Staged)>,
+) -> Result<Vec<Entry>, ApiError> {
     let mut checked = Vec::with_capacity(staged.len());
     for (raw, file) in staged {
         let (name, mime) = state.library.check_upload(&raw, &file.head)?;
@@ -121,7 +159,6 @@ pub async fn upload(
         }
         checked.push((name, mime, file));
     }
-    let base = base_url(&state.config, &req);
     let mut placed = Vec::with_capacity(checked.len());
     let mut created = Vec::new();
     for (name, mime, file) in checked {
@@ -132,14 +169,14 @@ pub async fn upload(
             .is_ok_and(|p| p.exists());
         match state
             .library
-            .ingest(file, &folder, &name, mime, conflict)
+            .ingest(file, folder, &name, mime, conflict)
             .await
         {
             Ok(entry) => {
                 if !existed || conflict == Conflict::Rename {
                     created.push(entry.path.clone());
                 }
-                placed.push(file_object(&entry, &base));
+                placed.push(entry);
             }
             Err(e) => {
                 // Undo what this request created so a failed call leaves nothing behind.
@@ -150,10 +187,5 @@ pub async fn upload(
             }
         }
     }
-    let body = if placed.len() == 1 {
-        placed.remove(0)
-    } else {
-        Value::Array(placed)
-    };
-    Ok(HttpResponse::Ok().json(data(body)))
+    Ok(placed)
 }

@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod files;
 mod folders;
+mod from_url;
 mod helpers;
 mod meta;
 mod paths;
