@@ -18,10 +18,13 @@ use crate::indexer::Indexer;
 use crate::library::Library;
 use crate::storage::atomic;
 use crate::storage::paths::Layout;
+use crate::thumbs::Thumbs;
 use crate::watcher;
 
 /// How often call counters are written to the token files.
 const TOKEN_FLUSH: Duration = Duration::from_secs(1);
+/// How often thumbnail uses are written back to the cache files' mtimes (their LRU order).
+const THUMB_STAMP: Duration = Duration::from_secs(300);
 
 pub struct Application {
     port: u16,
@@ -29,6 +32,7 @@ pub struct Application {
     tokens: Arc<TokenStore>,
     library: Library,
     indexer: Indexer,
+    thumbs: Thumbs,
     watcher: Option<watcher::Watcher>,
 }
 
@@ -72,6 +76,9 @@ impl Application {
         first_start_tokens(&tokens)?;
         let library = Library::new(layout, config.clone());
         let indexer = Indexer::open(library.clone())?;
+        let thumbs_dir = library.layout().cache.join("thumbs");
+        let thumbs = Thumbs::open(&thumbs_dir, &config.media.thumbs)
+            .with_context(|| format!("opening the thumbnail cache {}", thumbs_dir.display()))?;
         let state = web::Data::new(AppState {
             library: library.clone(),
             indexer: indexer.clone(),
@@ -81,6 +88,7 @@ impl Application {
                 config.server.hot_cache_bytes,
                 config.server.hot_file_max_bytes,
             ),
+            thumbs: thumbs.clone(),
         });
 
         let listener = TcpListener::bind(config.bind_address())
@@ -138,6 +146,16 @@ impl Application {
                 let _ = tokio::task::spawn_blocking(move || t.flush()).await;
             }
         });
+        let stamping = thumbs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(THUMB_STAMP);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let t = stamping.clone();
+                let _ = tokio::task::spawn_blocking(move || t.stamp()).await;
+            }
+        });
         tracing::info!(address = %config.server.address, port, project = %config.project.display(), "flextype listening");
         Ok(Application {
             port,
@@ -145,6 +163,7 @@ impl Application {
             tokens,
             library,
             indexer,
+            thumbs,
             watcher,
         })
     }
@@ -170,6 +189,8 @@ impl Application {
         let result = self.server.await;
         drop(self.watcher);
         self.indexer.shutdown().await;
+        let thumbs = self.thumbs.clone();
+        let _ = tokio::task::spawn_blocking(move || thumbs.stamp()).await;
         if let Err(e) = self.tokens.flush() {
             tracing::warn!(error = %e, "could not write call counters at shutdown");
         }

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::indexer::Indexer;
 use crate::library::Library;
+use crate::thumbs::Thumbs;
 
 /// What every handler shares.
 pub struct AppState {
@@ -30,6 +31,7 @@ pub struct AppState {
     pub tokens: Arc<TokenStore>,
     pub config: Arc<Config>,
     pub hot: serve::HotCache,
+    pub thumbs: Thumbs,
 }
 
 pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
