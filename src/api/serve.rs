@@ -6,6 +6,11 @@
 //! disk in large chunks on the blocking pool. ETags are BLAKE3 hashes; conditional requests,
 //! single and multiple byte ranges, downloads and sandboxing of active content are handled
 //! here. Paths are parsed and contained by `storage::paths` before anything is opened.
+//!
+//! `?thumb=` with a configured size on an image answers with the thumbnail from `thumbs`
+//! under its own ETag (`"<hash>-<spec>"`); served thumbnails enter the same in-memory cache
+//! under their own key, validated by the source file's `stat`. Any other `thumb` value, and
+//! any source that cannot be thumbnailed, gets the original (PocketBase's behaviour).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,6 +35,7 @@ use crate::hashing::ContentHash;
 use crate::library::{Entry, LibraryError};
 use crate::sniff;
 use crate::storage::paths::MediaPath;
+use crate::thumbs::{self, ThumbSpec};
 
 /// Read size when streaming from disk.
 const CHUNK: usize = 512 * 1024;
@@ -138,6 +144,16 @@ struct Hot {
     path: PathBuf,
     body: Bytes,
     prepared: Prepared,
+    /// For a thumbnail: its disk cache entry, whose recency each hit refreshes.
+    thumb: Option<Arc<thumbs::Usage>>,
+}
+
+impl Hot {
+    fn touch(&self) {
+        if let Some(usage) = &self.thumb {
+            usage.touch();
+        }
+    }
 }
 
 /// Small files in memory with ready headers; bounded by `server.hot_cache_bytes`.
@@ -235,7 +251,13 @@ async fn serve_upload(
     // never reaches anything, cached or not. (Media keys start with NUL, which no valid path
     // holds, so the two kinds of key cannot meet.)
     let p = MediaPath::parse(&decoded)?;
-    if let Some(hot) = state.hot.get(p.as_str()) {
+    let thumb = thumb_request(&req, &state);
+    let key = match thumb {
+        None => p.as_str().to_string(),
+        Some(spec) => thumb_key(p.as_str(), spec),
+    };
+    if let Some(hot) = state.hot.get(&key) {
+        hot.touch();
         return Ok(respond(
             &req,
             &hot.prepared,
@@ -246,8 +268,7 @@ async fn serve_upload(
     if p.is_root() {
         return Err(LibraryError::FileNotFound.into());
     }
-    let key = p.as_str().to_string();
-    serve_entry(&req, &state, &p, key, None, NO_CACHE).await
+    serve_entry(&req, &state, &p, key, thumb, None, NO_CACHE).await
 }
 
 async fn serve_media(
@@ -255,8 +276,13 @@ async fn serve_media(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = format!("\0media/{}", name.as_str());
+    let thumb = thumb_request(&req, &state);
+    let mut key = format!("\0media/{}", name.as_str());
+    if let Some(spec) = thumb {
+        key = thumb_key(&key, spec);
+    }
     if let Some(hot) = state.hot.get(&key) {
+        hot.touch();
         return Ok(respond(
             &req,
             &hot.prepared,
@@ -273,15 +299,17 @@ async fn serve_media(
     let entries = state.library.by_hash(&hash.to_hex()).await?;
     let entry = entries.into_iter().next().ok_or_else(not_found)?;
     let mime = ext.as_deref().map(sniff::by_extension);
-    serve_entry(&req, &state, &entry.path, key, mime, IMMUTABLE).await
+    serve_entry(&req, &state, &entry.path, key, thumb, mime, IMMUTABLE).await
 }
 
-/// Serves a file found by path; small files enter the hot cache.
+/// Serves a file found by path (or its thumbnail); small files enter the hot cache.
+#[allow(clippy::too_many_arguments)]
 async fn serve_entry(
     req: &HttpRequest,
     state: &AppState,
     p: &MediaPath,
     key: String,
+    thumb: Option<ThumbSpec>,
     mime_override: Option<String>,
     cache_control: &'static str,
 ) -> Result<HttpResponse, ApiError> {
@@ -289,6 +317,13 @@ async fn serve_entry(
         Err(LibraryError::NotAFile) => return Err(LibraryError::FileNotFound.into()),
         other => other?,
     };
+    if let Some(spec) = thumb {
+        if let Some(res) =
+            serve_thumb(req, state, p, &entry, key.clone(), spec, cache_control).await?
+        {
+            return Ok(res);
+        }
+    }
     let path = state.library.layout().file(p)?;
     let max_file = state.hot.max_file;
     let opened = web::block(move || open_version(&path, max_file))
@@ -317,6 +352,7 @@ async fn serve_entry(
                     path,
                     body: body.clone(),
                     prepared,
+                    thumb: None,
                 });
                 state.hot.insert(key, hot.clone());
                 return Ok(respond(
@@ -335,6 +371,84 @@ async fn serve_entry(
             cache_control,
         )),
     }
+}
+
+/// The spec of `?thumb=` when it names a configured size; `None` serves the original.
+fn thumb_request(req: &HttpRequest, state: &AppState) -> Option<ThumbSpec> {
+    let value = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("thumb="))?;
+    state
+        .thumbs
+        .allowed(&percent_decode_str(value).decode_utf8().ok()?)
+}
+
+/// The hot-cache key of a thumbnail of what `base` (a path, or a `\0media/` key) names.
+/// Specs hold no `?`, so the text after the last one tells the spec apart from any path.
+fn thumb_key(base: &str, spec: ThumbSpec) -> String {
+    format!("\0thumb:{base}?{spec}")
+}
+
+/// Serves the thumbnail of an entry; `None` when it has none (not an image, or one that
+/// cannot be thumbnailed), so the original is served.
+async fn serve_thumb(
+    req: &HttpRequest,
+    state: &AppState,
+    p: &MediaPath,
+    entry: &Entry,
+    key: String,
+    spec: ThumbSpec,
+    cache_control: &'static str,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let Some(kind) = thumbs::SourceKind::of_mime(entry.mime()) else {
+        return Ok(None);
+    };
+    let Some(hash) = entry.hash().and_then(|h| h.parse::<ContentHash>().ok()) else {
+        return Ok(None);
+    };
+    let path = state.library.layout().file(p)?;
+    let source = thumbs::Source {
+        path: path.clone(),
+        hash,
+        kind,
+    };
+    let Some(thumb) = state.thumbs.get(source, spec).await? else {
+        return Ok(None);
+    };
+    let stem = crate::library::names::split_name(p.name()).0;
+    let prepared = Prepared::new(
+        &format!("{hash}-{spec}"),
+        thumb.mime,
+        entry.modified,
+        thumb.bytes.len() as u64,
+        &format!("{stem}-{spec}.{}", thumb.ext),
+        thumb.ext,
+    );
+    let res = respond(
+        req,
+        &prepared,
+        Source::Memory(thumb.bytes.clone()),
+        cache_control,
+    );
+    // Kept in memory only while the source on disk is the version the meta described, so a
+    // changed source misses at once.
+    let (size, modified) = (entry.size, entry.modified);
+    let stat = web::block(move || std::fs::metadata(&path).map(|md| (md, path))).await;
+    if let Ok(Ok((md, path))) = stat {
+        let same = md.len() == size && md.modified().ok() == Some(modified);
+        if same && thumb.bytes.len() as u64 <= state.hot.max_file {
+            let hot = Hot {
+                id: FileId::of(&md),
+                path,
+                body: thumb.bytes.clone(),
+                prepared,
+                thumb: thumb.usage.clone(),
+            };
+            state.hot.insert(key, Arc::new(hot));
+        }
+    }
+    Ok(Some(res))
 }
 
 fn entry_hash(entry: &Entry) -> Result<String, ApiError> {

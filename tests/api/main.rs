@@ -11,6 +11,7 @@ mod meta;
 mod paths;
 mod search;
 mod serve;
+mod thumbs;
 mod tokens;
 mod upload;
 mod verify;
