@@ -25,6 +25,8 @@ use crate::storage::atomic;
 
 /// Eviction goes below the limit by this share of it, so it does not run on every store.
 const LOW_WATER_PERCENT: u64 = 90;
+/// Uses closer together than this count as one.
+const TOUCH_GRAIN_MS: u64 = 1000;
 /// Uses closer than this to the recorded mtime are not written back.
 const STAMP_SLACK_MS: u64 = 60_000;
 
@@ -47,9 +49,14 @@ impl Usage {
         }
     }
 
-    /// Marks the thumbnail as just used.
+    /// Marks the thumbnail as just used. Called on every hit, also from memory: within a
+    /// second of the last mark it only reads, so hits on several threads do not fight over
+    /// the cache line.
     pub fn touch(&self) {
-        self.used.fetch_max(now_ms(), Ordering::Relaxed);
+        let now = now_ms();
+        if self.used.load(Ordering::Relaxed) + TOUCH_GRAIN_MS < now {
+            self.used.fetch_max(now, Ordering::Relaxed);
+        }
     }
 }
 
