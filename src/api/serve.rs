@@ -12,6 +12,7 @@
 //! under their own key, validated by the source file's `stat`. Any other `thumb` value, and
 //! any source that cannot be thumbnailed, gets the original (PocketBase's behaviour).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -253,8 +254,8 @@ async fn serve_upload(
     let p = MediaPath::parse(&decoded)?;
     let thumb = thumb_request(&req, &state);
     let key = match thumb {
-        None => p.as_str().to_string(),
-        Some(spec) => thumb_key(p.as_str(), spec),
+        None => Cow::Borrowed(p.as_str()),
+        Some(spec) => Cow::Owned(thumb_key(p.as_str(), spec)),
     };
     if let Some(hot) = state.hot.get(&key) {
         hot.touch();
@@ -268,7 +269,7 @@ async fn serve_upload(
     if p.is_root() {
         return Err(LibraryError::FileNotFound.into());
     }
-    serve_entry(&req, &state, &p, key, thumb, None, NO_CACHE).await
+    serve_entry(&req, &state, &p, key.into_owned(), thumb, None, NO_CACHE).await
 }
 
 async fn serve_media(
