@@ -52,8 +52,16 @@ pub struct MediaConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThumbsConfig {
+    /// The only sizes that are made (PocketBase's grammar); other sizes get the original.
     pub sizes: Vec<String>,
+    /// Sources whose header declares more pixels than this are never decoded.
     pub max_source_pixels: u64,
+    /// Bytes of thumbnails kept under `project/cache/thumbs`; least recently used go first.
+    pub cache_max_bytes: u64,
+    /// Thumbnails made at once; 0 means one per core.
+    pub workers: usize,
+    /// How long a request waits for a free worker before it is answered 503, in milliseconds.
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +160,9 @@ impl Default for ThumbsConfig {
                 .map(String::from)
                 .to_vec(),
             max_source_pixels: 100_000_000,
+            cache_max_bytes: 1 << 30,
+            workers: 0,
+            max_wait_ms: 10_000,
         }
     }
 }
@@ -254,11 +265,37 @@ impl Config {
         if self.tokens.max_signed_url_ttl_s == 0 {
             return bad("tokens.max_signed_url_ttl_s", "must be greater than 0");
         }
+        self.validate_thumbs()?;
         if !(50..=60_000).contains(&self.watch.quiet_ms) {
             return bad("watch.quiet_ms", "must be between 50 and 60000");
         }
         if self.project.as_os_str().is_empty() {
             return bad("project", "must name a folder");
+        }
+        Ok(())
+    }
+
+    fn validate_thumbs(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| {
+            Err(ConfigError::Invalid(format!("`media.thumbs.{key}`: {why}")))
+        };
+        let t = &self.media.thumbs;
+        for size in &t.sizes {
+            if let Err(e) = size.parse::<crate::thumbs::ThumbSpec>() {
+                return bad("sizes", &format!("'{size}': {e}"));
+            }
+        }
+        if t.max_source_pixels == 0 {
+            return bad("max_source_pixels", "must be greater than 0");
+        }
+        if t.cache_max_bytes < 1 << 20 {
+            return bad("cache_max_bytes", "must be at least 1048576 (1 MiB)");
+        }
+        if t.workers > 256 {
+            return bad("workers", "must be between 0 (one per core) and 256");
+        }
+        if t.max_wait_ms > 600_000 {
+            return bad("max_wait_ms", "must be at most 600000 (10 minutes)");
         }
         Ok(())
     }
@@ -316,6 +353,23 @@ mod tests {
             serde_json::to_value(&loaded).unwrap(),
             serde_json::to_value(&defaults).unwrap()
         );
+    }
+
+    #[test]
+    fn bad_thumbnail_settings_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        for (yaml, key) in [
+            ("sizes: [100x100, abc]", "abc"),
+            ("sizes: [5000x100]", "sizes"),
+            ("cache_max_bytes: 1000", "cache_max_bytes"),
+            ("max_source_pixels: 0", "max_source_pixels"),
+            ("workers: 1000", "workers"),
+        ] {
+            std::fs::write(&p, format!("media:\n  thumbs:\n    {yaml}\n")).unwrap();
+            let err = Config::load(Some(&p)).unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::library::LibraryError;
 use crate::remote::FetchError;
 use crate::signing::CredentialError;
 use crate::storage::paths::PathError;
+use crate::thumbs::ThumbError;
 
 /// An error as the client sees it.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header (503 answers).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -37,6 +40,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -85,7 +89,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status).json(Body {
+        let mut res = HttpResponse::build(self.status);
+        if let Some(secs) = self.retry_after {
+            res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(Body {
             http_status_code: self.status.as_u16(),
             message: &self.message,
             code: self.code,
@@ -194,5 +202,17 @@ impl From<FetchError> for ApiError {
             F::Client(_) => return ApiError::unexpected(&e),
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ThumbError> for ApiError {
+    fn from(e: ThumbError) -> Self {
+        match &e {
+            ThumbError::Busy { retry_after } => ApiError {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+            },
+            ThumbError::Unexpected(_) => ApiError::unexpected(&e),
+        }
     }
 }

@@ -175,6 +175,20 @@ fn read_exif(path: &Path) -> Option<Exif> {
         .ok()
 }
 
+/// The EXIF orientation (1–8) of a raw EXIF block that starts at its TIFF header (what a JPEG's
+/// APP1 segment holds after `Exif\0\0`); `None` when absent, out of range or unreadable.
+pub fn orientation(tiff: &[u8]) -> Option<u8> {
+    let mut reader = exif::Reader::new();
+    reader.continue_on_error(true);
+    let exif = reader
+        .read_raw(tiff.to_vec())
+        .or_else(|e| e.distill_partial_result(|_| ()))
+        .ok()?;
+    uint(&exif, Tag::Orientation)
+        .filter(|o| (1..=8).contains(o))
+        .and_then(|o| u8::try_from(o).ok())
+}
+
 fn field(exif: &Exif, tag: Tag) -> Option<&Field> {
     exif.get_field(tag, In::PRIMARY)
 }
@@ -528,5 +542,16 @@ mod tests {
         assert_eq!(exposure_time(0.5), "1/2");
         assert_eq!(exposure_time(2.0), "2");
         assert_eq!(exposure_time(2.5), "2.5");
+    }
+
+    #[test]
+    fn orientation_is_read_from_a_raw_block_and_only_when_valid() {
+        assert_eq!(orientation(&tiff_block(&camera_exif())), Some(6));
+        assert_eq!(
+            orientation(&tiff_block(&[short(Tag::Orientation, 9)])),
+            None
+        );
+        assert_eq!(orientation(&tiff_block(&[ascii(Tag::Make, "x")])), None);
+        assert_eq!(orientation(b"garbage"), None);
     }
 }

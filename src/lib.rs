@@ -21,5 +21,6 @@ pub mod sniff;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;
+pub mod thumbs;
 pub mod verify;
 pub mod watcher;

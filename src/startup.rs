@@ -19,10 +19,13 @@ use crate::library::Library;
 use crate::signing::Signer;
 use crate::storage::atomic;
 use crate::storage::paths::Layout;
+use crate::thumbs::Thumbs;
 use crate::watcher;
 
 /// How often call counters are written to the token files.
 const TOKEN_FLUSH: Duration = Duration::from_secs(1);
+/// How often thumbnail uses are written back to the cache files' mtimes (their LRU order).
+const THUMB_STAMP: Duration = Duration::from_secs(300);
 
 pub struct Application {
     port: u16,
@@ -30,6 +33,7 @@ pub struct Application {
     tokens: Arc<TokenStore>,
     library: Library,
     indexer: Indexer,
+    thumbs: Thumbs,
     watcher: Option<watcher::Watcher>,
 }
 
@@ -76,6 +80,9 @@ impl Application {
         let signer = Arc::new(
             Signer::open(&library.layout().tokens).context("opening the URL signing key")?,
         );
+        let thumbs_dir = library.layout().cache.join("thumbs");
+        let thumbs = Thumbs::open(&thumbs_dir, &config.media.thumbs)
+            .with_context(|| format!("opening the thumbnail cache {}", thumbs_dir.display()))?;
         let state = web::Data::new(AppState {
             library: library.clone(),
             indexer: indexer.clone(),
@@ -86,6 +93,7 @@ impl Application {
                 config.server.hot_file_max_bytes,
             ),
             signer,
+            thumbs: thumbs.clone(),
         });
 
         let listener = TcpListener::bind(config.bind_address())
@@ -143,6 +151,16 @@ impl Application {
                 let _ = tokio::task::spawn_blocking(move || t.flush()).await;
             }
         });
+        let stamping = thumbs.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(THUMB_STAMP);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let t = stamping.clone();
+                let _ = tokio::task::spawn_blocking(move || t.stamp()).await;
+            }
+        });
         tracing::info!(address = %config.server.address, port, project = %config.project.display(), "flextype listening");
         Ok(Application {
             port,
@@ -150,6 +168,7 @@ impl Application {
             tokens,
             library,
             indexer,
+            thumbs,
             watcher,
         })
     }
@@ -175,6 +194,8 @@ impl Application {
         let result = self.server.await;
         drop(self.watcher);
         self.indexer.shutdown().await;
+        let thumbs = self.thumbs.clone();
+        let _ = tokio::task::spawn_blocking(move || thumbs.stamp()).await;
         if let Err(e) = self.tokens.flush() {
             tracing::warn!(error = %e, "could not write call counters at shutdown");
         }

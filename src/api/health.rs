@@ -36,5 +36,6 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "files_indexed": state.indexer.index().count(),
         "reconcile": reconcile,
         "problems": problems,
+        "thumbs": state.thumbs.stats(),
     }))
 }

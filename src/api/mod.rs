@@ -25,6 +25,7 @@ use crate::error::ApiError;
 use crate::indexer::Indexer;
 use crate::library::Library;
 use crate::signing::Signer;
+use crate::thumbs::Thumbs;
 
 /// What every handler shares.
 pub struct AppState {
@@ -34,6 +35,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub hot: serve::HotCache,
     pub signer: Arc<Signer>,
+    pub thumbs: Thumbs,
 }
 
 pub fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {

@@ -6,7 +6,13 @@
 //! disk in large chunks on the blocking pool. ETags are BLAKE3 hashes; conditional requests,
 //! single and multiple byte ranges, downloads and sandboxing of active content are handled
 //! here. Paths are parsed and contained by `storage::paths` before anything is opened.
+//!
+//! `?thumb=` with a configured size on an image answers with the thumbnail from `thumbs`
+//! under its own ETag (`"<hash>-<spec>"`); served thumbnails enter the same in-memory cache
+//! under their own key, validated by the source file's `stat`. Any other `thumb` value, and
+//! any source that cannot be thumbnailed, gets the original (PocketBase's behaviour).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -31,6 +37,7 @@ use crate::library::{Entry, LibraryError};
 use crate::signing::{now_secs, CredentialError, Target};
 use crate::sniff;
 use crate::storage::paths::MediaPath;
+use crate::thumbs::{self, ThumbSpec};
 
 /// Read size when streaming from disk.
 const CHUNK: usize = 512 * 1024;
@@ -146,6 +153,16 @@ struct Hot {
     meta_path: PathBuf,
     body: Bytes,
     prepared: Prepared,
+    /// For a thumbnail: its disk cache entry, whose recency each hit refreshes.
+    thumb: Option<Arc<thumbs::Usage>>,
+}
+
+impl Hot {
+    fn touch(&self) {
+        if let Some(usage) = &self.thumb {
+            usage.touch();
+        }
+    }
 }
 
 /// Small files in memory with ready headers; bounded by `server.hot_cache_bytes`.
@@ -245,12 +262,19 @@ async fn serve_upload(
     // never reaches anything, cached or not. (Media keys start with NUL, which no valid path
     // holds, so the two kinds of key cannot meet.)
     let p = MediaPath::parse(&decoded)?;
+    let thumb = thumb_request(&req, &state);
+    let key = match thumb {
+        None => Cow::Borrowed(p.as_str()),
+        Some(spec) => Cow::Owned(thumb_key(p.as_str(), spec)),
+    };
     // Protected by a glob: decided before anything is looked up, so a protected path that
-    // does not exist gets the same answer as one that does.
+    // does not exist gets the same answer as one that does. The hot cache holds public
+    // files only.
     let granted = state.library.protection().path_protected(&p);
     if granted {
         check_credential(&req, &state, Target::Path(p.as_str()))?;
-    } else if let Some(hot) = state.hot.get(p.as_str()) {
+    } else if let Some(hot) = state.hot.get(&key) {
+        hot.touch();
         return Ok(respond(
             &req,
             &hot.prepared,
@@ -261,9 +285,15 @@ async fn serve_upload(
     if p.is_root() {
         return Err(LibraryError::FileNotFound.into());
     }
-    let key = p.as_str().to_string();
-    let target = Target::Path(p.as_str());
-    serve_entry(&req, &state, &p, key, None, NO_CACHE, granted, target).await
+    let ask = Ask {
+        key: key.into_owned(),
+        thumb,
+        mime_override: None,
+        cache_control: NO_CACHE,
+        granted,
+        target: Target::Path(p.as_str()),
+    };
+    serve_entry(&req, &state, &p, ask).await
 }
 
 async fn serve_media(
@@ -271,8 +301,13 @@ async fn serve_media(
     state: web::Data<AppState>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = format!("\0media/{}", name.as_str());
+    let thumb = thumb_request(&req, &state);
+    let mut key = format!("\0media/{}", name.as_str());
+    if let Some(spec) = thumb {
+        key = thumb_key(&key, spec);
+    }
     if let Some(hot) = state.hot.get(&key) {
+        hot.touch();
         return Ok(respond(
             &req,
             &hot.prepared,
@@ -297,18 +332,15 @@ async fn serve_media(
         .or(entries.first())
         .ok_or_else(not_found)?;
     let mime = ext.as_deref().map(sniff::by_extension);
-    let target = Target::Hash(&hex);
-    serve_entry(
-        &req,
-        &state,
-        &entry.path,
+    let ask = Ask {
         key,
-        mime,
-        IMMUTABLE,
-        false,
-        target,
-    )
-    .await
+        thumb,
+        mime_override: mime,
+        cache_control: IMMUTABLE,
+        granted: false,
+        target: Target::Hash(&hex),
+    };
+    serve_entry(&req, &state, &entry.path, ask).await
 }
 
 /// Opens protected content if the request carries a valid file token (`?token=`) or a valid
@@ -348,36 +380,67 @@ fn check_credential(
     Err(failure.map_or_else(ApiError::protected, ApiError::from))
 }
 
-/// Serves a file found by path; small public files enter the hot cache. `granted` says a
-/// credential was already checked; otherwise a protected file asks for one for `target`.
-#[allow(clippy::too_many_arguments)]
+/// What a request asks of [`serve_entry`].
+struct Ask<'a> {
+    /// The hot-cache key of the answer.
+    key: String,
+    thumb: Option<ThumbSpec>,
+    /// The content type a hash URL's extension names.
+    mime_override: Option<String>,
+    /// For public content; protected content is sent `private`.
+    cache_control: &'static str,
+    /// A credential was already checked.
+    granted: bool,
+    /// What a credential must open when the file turns out to be protected.
+    target: Target<'a>,
+}
+
+/// The identity of a file's meta file, taken before the meta is read.
+struct MetaStamp {
+    path: PathBuf,
+    id: Option<FileId>,
+}
+
+/// Serves a file found by path, or its thumbnail; small public answers enter the hot cache.
 async fn serve_entry(
     req: &HttpRequest,
     state: &AppState,
     p: &MediaPath,
-    key: String,
-    mime_override: Option<String>,
-    cache_control: &'static str,
-    granted: bool,
-    target: Target<'_>,
+    mut ask: Ask<'_>,
 ) -> Result<HttpResponse, ApiError> {
     // The meta file's identity is taken before the meta is read: if it changes after, the
     // cached entry's identity is older and the next hit misses.
     let meta_path = state.library.layout().meta_file(p)?;
-    let meta_id = std::fs::metadata(&meta_path).ok().map(|md| FileId::of(&md));
+    let meta = MetaStamp {
+        id: std::fs::metadata(&meta_path).ok().map(|md| FileId::of(&md)),
+        path: meta_path,
+    };
     let entry = match state.library.file(p).await {
         Err(LibraryError::NotAFile) => return Err(LibraryError::FileNotFound.into()),
         other => other?,
     };
     let protected = entry.is_protected(state.library.protection());
-    if protected && !granted {
-        check_credential(req, state, target)?;
+    if protected && !ask.granted {
+        check_credential(req, state, ask.target)?;
     }
-    let cache_control = match (protected, cache_control) {
+    ask.cache_control = match (protected, ask.cache_control) {
         (false, cc) => cc,
         (true, IMMUTABLE) => PRIVATE_IMMUTABLE,
         (true, _) => PRIVATE_NO_CACHE,
     };
+    // Protected answers are never kept in memory: every hit must show its credential.
+    let hot_meta = (!protected).then_some(meta);
+    if let Some(spec) = ask.thumb {
+        if let Some(res) = serve_thumb(req, state, &entry, &ask, spec, hot_meta.as_ref()).await? {
+            return Ok(res);
+        }
+    }
+    let Ask {
+        key,
+        mime_override,
+        cache_control,
+        ..
+    } = ask;
     let path = state.library.layout().file(p)?;
     let max_file = state.hot.max_file;
     let opened = web::block(move || open_version(&path, max_file))
@@ -400,14 +463,15 @@ async fn serve_entry(
     let prepared = Prepared::new(&hash, &mime, entry.modified, id.size, p.name(), &ext);
     match body {
         Some(body) => {
-            if !protected && Some(hash.as_str()) == entry.hash() {
+            if let (Some(meta), true) = (hot_meta, Some(hash.as_str()) == entry.hash()) {
                 let hot = Arc::new(Hot {
                     id,
                     path,
-                    meta_id,
-                    meta_path,
+                    meta_id: meta.id,
+                    meta_path: meta.path,
                     body: body.clone(),
                     prepared,
+                    thumb: None,
                 });
                 state.hot.insert(key, hot.clone());
                 return Ok(respond(
@@ -426,6 +490,89 @@ async fn serve_entry(
             cache_control,
         )),
     }
+}
+
+/// The spec of `?thumb=` when it names a configured size; `None` serves the original.
+fn thumb_request(req: &HttpRequest, state: &AppState) -> Option<ThumbSpec> {
+    let value = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("thumb="))?;
+    state
+        .thumbs
+        .allowed(&percent_decode_str(value).decode_utf8().ok()?)
+}
+
+/// The hot-cache key of a thumbnail of what `base` (a path, or a `\0media/` key) names.
+/// Specs hold no `?`, so the text after the last one tells the spec apart from any path.
+fn thumb_key(base: &str, spec: ThumbSpec) -> String {
+    format!("\0thumb:{base}?{spec}")
+}
+
+/// Serves the thumbnail of an entry; `None` when it has none (not an image, or one that
+/// cannot be thumbnailed), so the original is served.
+async fn serve_thumb(
+    req: &HttpRequest,
+    state: &AppState,
+    entry: &Entry,
+    ask: &Ask<'_>,
+    spec: ThumbSpec,
+    hot_meta: Option<&MetaStamp>,
+) -> Result<Option<HttpResponse>, ApiError> {
+    let p = &entry.path;
+    let Some(kind) = thumbs::SourceKind::of_mime(entry.mime()) else {
+        return Ok(None);
+    };
+    let Some(hash) = entry.hash().and_then(|h| h.parse::<ContentHash>().ok()) else {
+        return Ok(None);
+    };
+    let path = state.library.layout().file(p)?;
+    let source = thumbs::Source {
+        path: path.clone(),
+        hash,
+        kind,
+    };
+    let Some(thumb) = state.thumbs.get(source, spec).await? else {
+        return Ok(None);
+    };
+    let stem = crate::library::names::split_name(p.name()).0;
+    let prepared = Prepared::new(
+        &format!("{hash}-{spec}"),
+        thumb.mime,
+        entry.modified,
+        thumb.bytes.len() as u64,
+        &format!("{stem}-{spec}.{}", thumb.ext),
+        thumb.ext,
+    );
+    let res = respond(
+        req,
+        &prepared,
+        Source::Memory(thumb.bytes.clone()),
+        ask.cache_control,
+    );
+    let Some(meta) = hot_meta else {
+        return Ok(Some(res));
+    };
+    // Kept in memory only while the source on disk is the version the meta described, so a
+    // changed source misses at once.
+    let (size, modified) = (entry.size, entry.modified);
+    let stat = web::block(move || std::fs::metadata(&path).map(|md| (md, path))).await;
+    if let Ok(Ok((md, path))) = stat {
+        let same = md.len() == size && md.modified().ok() == Some(modified);
+        if same && thumb.bytes.len() as u64 <= state.hot.max_file {
+            let hot = Hot {
+                id: FileId::of(&md),
+                path,
+                meta_id: meta.id,
+                meta_path: meta.path.clone(),
+                body: thumb.bytes.clone(),
+                prepared,
+                thumb: thumb.usage.clone(),
+            };
+            state.hot.insert(ask.key.clone(), Arc::new(hot));
+        }
+    }
+    Ok(Some(res))
 }
 
 fn entry_hash(entry: &Entry) -> Result<String, ApiError> {

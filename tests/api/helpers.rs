@@ -335,21 +335,31 @@ pub fn jpeg_with_camera_exif(corrupt: bool) -> Vec<u8> {
         ascii(Tag::GPSLongitudeRef, "E"),
         rational(Tag::GPSLongitude, &[(151, 1), (12, 1), (0, 1)]),
     ];
+    let mut app1 = exif_app1(&fields);
+    if corrupt {
+        app1[6..30].fill(0xEE);
+    }
+    splice_app1(&jpeg(16, 9), &app1)
+}
+
+/// The payload of an EXIF APP1 segment (`Exif\0\0` and a TIFF block) holding `fields`.
+pub fn exif_app1(fields: &[exif::Field]) -> Vec<u8> {
     let mut writer = exif::experimental::Writer::new();
     fields.iter().for_each(|f| writer.push_field(f));
     let mut tiff = std::io::Cursor::new(Vec::new());
     writer.write(&mut tiff, false).unwrap();
     let mut app1 = b"Exif\0\0".to_vec();
     app1.extend(tiff.into_inner());
-    if corrupt {
-        app1[6..30].fill(0xEE);
-    }
-    let plain = jpeg(16, 9);
-    let mut out = plain[..2].to_vec();
+    app1
+}
+
+/// A JPEG with an APP1 segment of `payload` put right after its start-of-image marker.
+pub fn splice_app1(jpeg: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
     out.extend([0xFF, 0xE1]);
-    out.extend(u16::try_from(app1.len() + 2).unwrap().to_be_bytes());
-    out.extend(app1);
-    out.extend(&plain[2..]);
+    out.extend(u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
+    out.extend(payload);
+    out.extend(&jpeg[2..]);
     out
 }
 

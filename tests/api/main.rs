@@ -13,6 +13,7 @@ mod paths;
 mod protected;
 mod search;
 mod serve;
+mod thumbs;
 mod tokens;
 mod upload;
 mod verify;

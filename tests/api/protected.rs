@@ -636,3 +636,53 @@ async fn file_tokens_and_signatures_never_reach_the_log() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thumbnails_of_protected_files_need_the_same_credential_and_stay_private() {
+    let app = protected_app().await;
+    let photo = crate::helpers::jpeg(400, 300);
+    app.uploaded("private", "photo.jpg", &photo).await;
+    app.uploaded("public", "photo.jpg", &crate::helpers::jpeg(401, 300))
+        .await;
+    let thumb = "/project/uploads/private/photo.jpg?thumb=100x100";
+    assert_error(
+        get(&app, thumb).await,
+        StatusCode::FORBIDDEN,
+        "file-protected",
+    )
+    .await;
+    let token = file_token(&app).await;
+    for _ in 0..2 {
+        let res = get(&app, &format!("{thumb}&token={token}")).await;
+        assert_eq!(res.headers()["content-type"], "image/jpeg");
+        assert_eq!(res.headers()["cache-control"], "private, no-cache");
+        let bytes = body_of(res).await;
+        assert!(bytes.len() < photo.len(), "a thumbnail, not the original");
+    }
+    assert_error(
+        get(&app, thumb).await,
+        StatusCode::FORBIDDEN,
+        "file-protected",
+    )
+    .await;
+
+    // A public thumbnail served from memory closes once its file is marked protected.
+    let public = "/project/uploads/public/photo.jpg?thumb=100x100";
+    for _ in 0..3 {
+        assert_eq!(get(&app, public).await.status(), StatusCode::OK);
+    }
+    let res = app
+        .call(
+            Method::POST,
+            "/api/files/meta",
+            json!({"path": "public/photo.jpg", "field": "protected", "value": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_error(
+        get(&app, public).await,
+        StatusCode::FORBIDDEN,
+        "file-protected",
+    )
+    .await;
+}
