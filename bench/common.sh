@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by bench/serve.sh and bench/upload.sh; sourced, never run.
+# Helpers shared by the bench scripts; sourced, never run.
 #
 # Sourcing this file: moves to the repository root, makes the temp dir $TMP and installs the
 # EXIT trap that kills every process recorded in PIDS and removes $TMP (KEEP_TMP=1 keeps it).

@@ -14,23 +14,13 @@
 # curl and wrk (installed from Debian when missing).
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
-case "${1:-}" in
-"") ;;
---quick)
+quick() {
     FILES=${FILES:-10000}
     INGEST=${INGEST:-2000}
     DURATION=${DURATION:-3}
-    ;;
--h | --help)
-    usage
-    exit 0
-    ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+}
+# shellcheck source-path=SCRIPTDIR source=args.sh
+. "$(dirname "${BASH_SOURCE[0]}")/args.sh"
 FILES=${FILES:-100000}
 INGEST=${INGEST:-10000}
 DURATION=${DURATION:-10}

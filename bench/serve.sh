@@ -9,22 +9,12 @@
 # default 30), STRICT=1 (exit 3 when a target is missed), KEEP_TMP=1 (keep the temp dir).
 set -euo pipefail
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
-case "${1:-}" in
-"") ;;
---quick)
+quick() {
     DURATION=3
     LARGE_MB=32
-    ;;
--h | --help)
-    usage
-    exit 0
-    ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+}
+# shellcheck source-path=SCRIPTDIR source=args.sh
+. "$(dirname "${BASH_SOURCE[0]}")/args.sh"
 
 DURATION=${DURATION:-10}
 LARGE_MB=${LARGE_MB:-256}

@@ -10,22 +10,12 @@
 # (exit 3 when a target is missed), KEEP_TMP=1 (keep the temp dir).
 set -euo pipefail
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
-case "${1:-}" in
-"") ;;
---quick)
+quick() {
     ROUNDS=3
     DURATION=3
-    ;;
--h | --help)
-    usage
-    exit 0
-    ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+}
+# shellcheck source-path=SCRIPTDIR source=args.sh
+. "$(dirname "${BASH_SOURCE[0]}")/args.sh"
 
 ROUNDS=${ROUNDS:-9}
 DURATION=${DURATION:-10}

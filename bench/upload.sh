@@ -9,19 +9,11 @@
 # STRICT=1 (exit 3 when a target is missed), KEEP_TMP=1 (keep the temp dir).
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
-case "${1:-}" in
-"") ;;
---quick) UPLOAD_MB=64 ;;
--h | --help)
-    usage
-    exit 0
-    ;;
-*)
-    usage >&2
-    exit 2
-    ;;
-esac
+quick() {
+    UPLOAD_MB=64
+}
+# shellcheck source-path=SCRIPTDIR source=args.sh
+. "$(dirname "${BASH_SOURCE[0]}")/args.sh"
 
 UPLOAD_MB=${UPLOAD_MB:-1024}
 ROUNDS=${ROUNDS:-2}
