@@ -33,7 +33,7 @@ async fn fetch(
     let lib = &state.library;
     let protection = lib.protection();
     let visible =
-        |e: &crate::library::Entry| r.principal.sees_protected() || !e.is_protected(protection);
+        |e: &crate::library::Entry| r.principal.sees_protected() || !lib.protection_of(e).protected;
     if let Some(hash) = r.params.str("hash") {
         let hash: ContentHash = hash.parse().map_err(|e: crate::hashing::BadHash| {
             ApiError::bad_request("invalid-hash", e.to_string())

@@ -325,10 +325,9 @@ async fn serve_media(
     let entries = state.library.by_hash(&hex).await?;
     // Any public copy serves the content freely; content that only protected paths hold
     // needs a credential for the hash.
-    let protection = state.library.protection();
     let entry = entries
         .iter()
-        .find(|e| !e.is_protected(protection))
+        .find(|e| !state.library.protection_of(e).protected)
         .or(entries.first())
         .ok_or_else(not_found)?;
     let mime = ext.as_deref().map(sniff::by_extension);
@@ -419,7 +418,8 @@ async fn serve_entry(
         Err(LibraryError::NotAFile) => return Err(LibraryError::FileNotFound.into()),
         other => other?,
     };
-    let protected = entry.is_protected(state.library.protection());
+    let guard = state.library.protection_of(&entry);
+    let protected = guard.protected;
     if protected && !ask.granted {
         check_credential(req, state, ask.target)?;
     }
@@ -428,8 +428,9 @@ async fn serve_entry(
         (true, IMMUTABLE) => PRIVATE_IMMUTABLE,
         (true, _) => PRIVATE_NO_CACHE,
     };
-    // Protected answers are never kept in memory: every hit must show its credential.
-    let hot_meta = (!protected).then_some(meta);
+    // Protected answers are never kept in memory: every hit must show its credential. Nor
+    // are files reached through a symlink: the link target's meta decides, not the link's.
+    let hot_meta = (!protected && !guard.linked).then_some(meta);
     if let Some(spec) = ask.thumb {
         if let Some(res) = serve_thumb(req, state, &entry, &ask, spec, hot_meta.as_ref()).await? {
             return Ok(res);

@@ -129,6 +129,16 @@ impl Entry {
     }
 }
 
+/// How a file may be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard {
+    /// A credential is needed.
+    pub protected: bool,
+    /// The file is reached through a symlink: what protects it may change with another
+    /// file's meta, so answers are not kept in memory.
+    pub linked: bool,
+}
+
 /// A change to the tree that derived data (the search index) must follow. Carries only what
 /// changed, never a snapshot: the follower re-reads the current state, so changes can be
 /// merged and replayed in any order.
@@ -242,6 +252,32 @@ impl Library {
 
     pub fn protection(&self) -> &Protection {
         &self.inner.protection
+    }
+
+    /// Whether reading a file needs a credential: by its own path or meta, or, when it is
+    /// reached through a symlink, by the path or meta of the file the link leads to (a link
+    /// made by hand must not open a protected file to everyone).
+    pub fn protection_of(&self, entry: &Entry) -> Guard {
+        let linked = self.link_target(&entry.path);
+        let protected = entry.is_protected(self.protection())
+            || linked.as_ref().is_some_and(|target| {
+                self.protection().path_protected(target)
+                    || matches!(self.read_meta(target), Ok(Ok(Some(m))) if Protection::meta_protected(&m))
+            });
+        Guard {
+            protected,
+            linked: linked.is_some(),
+        }
+    }
+
+    /// The media path a file resolves to when a symlink is on its way; `None` otherwise.
+    fn link_target(&self, p: &MediaPath) -> Option<MediaPath> {
+        let lexical = self.layout().file(p).ok()?;
+        // `uploads` is canonical, so without symlinks the path is already its own canonical form.
+        let real = lexical.canonicalize().ok()?;
+        (real != lexical)
+            .then(|| self.layout().media_path_of(&real))
+            .flatten()
     }
 
     /// Runs filesystem work on the blocking pool.

@@ -686,3 +686,58 @@ async fn thumbnails_of_protected_files_need_the_same_credential_and_stay_private
     )
     .await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlink_to_a_protected_file_is_protected_too() {
+    let app = protected_app().await;
+    app.uploaded("public", "notes.txt", b"closed by meta\n")
+        .await;
+    let res = app
+        .call(
+            Method::POST,
+            "/api/files/meta",
+            json!({"path": "public/notes.txt", "field": "protected", "value": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    std::os::unix::fs::symlink("../private/plan.txt", app.file_path("public/plan-link.txt"))
+        .unwrap();
+    std::os::unix::fs::symlink("notes.txt", app.file_path("public/notes-link.txt")).unwrap();
+    for link in ["public/plan-link.txt", "public/notes-link.txt"] {
+        let url = format!("/project/uploads/{link}");
+        for _ in 0..2 {
+            assert_error(
+                get(&app, &url).await,
+                StatusCode::FORBIDDEN,
+                "file-protected",
+            )
+            .await;
+        }
+        let token = file_token(&app).await;
+        assert_eq!(
+            get(&app, &format!("{url}?token={token}")).await.status(),
+            StatusCode::OK
+        );
+    }
+    // A link to a public file serves, and stops serving once its target is protected.
+    std::os::unix::fs::symlink("hours.txt", app.file_path("public/hours-link.txt")).unwrap();
+    let url = "/project/uploads/public/hours-link.txt";
+    for _ in 0..2 {
+        assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
+    }
+    let res = app
+        .call(
+            Method::POST,
+            "/api/files/meta",
+            json!({"path": "public/hours.txt", "field": "protected", "value": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_error(
+        get(&app, url).await,
+        StatusCode::FORBIDDEN,
+        "file-protected",
+    )
+    .await;
+}
