@@ -158,6 +158,7 @@ impl Library {
             meta: m,
             size: md.len(),
             modified: md.modified()?,
+            meta_broken: false,
         })
     }
 
@@ -269,6 +270,7 @@ impl Library {
                 meta: m,
                 size: md.len(),
                 modified: md.modified()?,
+                meta_broken: false,
             })
         })
         .await

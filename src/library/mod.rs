@@ -109,6 +109,8 @@ pub struct Entry {
     pub meta: Mapping,
     pub size: u64,
     pub modified: SystemTime,
+    /// The meta file is not valid YAML: `meta` holds the file's facts only.
+    pub meta_broken: bool,
 }
 
 impl Entry {
@@ -117,8 +119,10 @@ impl Entry {
     }
 
     /// Whether this file needs a credential to be read (by `media.protected` or its meta).
+    /// A file whose meta cannot be read is protected: the meta may say so, and serving it
+    /// publicly until the YAML is fixed (and to CDNs for a year by hash) cannot be undone.
     pub fn is_protected(&self, protection: &Protection) -> bool {
-        protection.is_protected(&self.path, &self.meta)
+        self.meta_broken || protection.is_protected(&self.path, &self.meta)
     }
 
     pub fn mime(&self) -> &str {
@@ -367,6 +371,7 @@ impl Library {
                     meta: m,
                     size,
                     modified,
+                    meta_broken: true,
                 }))
             }
         }
@@ -389,6 +394,7 @@ impl Library {
                     meta: m,
                     size,
                     modified,
+                    meta_broken: false,
                 })
             }
             Ok(_) => MetaState::Stale,
@@ -427,6 +433,7 @@ impl Library {
             meta: m,
             size: facts.filesize,
             modified: md.modified()?,
+            meta_broken: false,
         })
     }
 

@@ -741,3 +741,36 @@ async fn a_symlink_to_a_protected_file_is_protected_too() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_whose_meta_turns_to_broken_yaml_stays_closed_until_it_is_fixed() {
+    let app = protected_app().await;
+    let url = "/project/uploads/public/hours.txt";
+    let media = format!("/media/{}.txt", blake3_hex(PUBLIC));
+    assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
+    let res = app
+        .call(
+            Method::POST,
+            "/api/files/meta",
+            json!({"path": "public/hours.txt", "field": "protected", "value": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let meta_file = app.meta_path("public/hours.txt");
+    let good = std::fs::read_to_string(&meta_file).unwrap();
+    std::fs::write(&meta_file, format!("{good}tags: [a, b\n")).unwrap();
+    for u in [url, media.as_str()] {
+        assert_error(get(&app, u).await, StatusCode::FORBIDDEN, "file-protected").await;
+    }
+    let token = file_token(&app).await;
+    assert_eq!(
+        body_of(get(&app, &format!("{url}?token={token}")).await).await,
+        PUBLIC
+    );
+    std::fs::write(
+        &meta_file,
+        good.replace("protected: true", "protected: false"),
+    )
+    .unwrap();
+    assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
+}
