@@ -231,7 +231,49 @@ impl TokenStore {
             .filter(|s| !s.is_empty())
             .ok_or(AuthError::Missing(kind))?;
         let token = Token::parse(presented).ok_or(AuthError::Invalid(kind))?;
-        let hash = token.hash();
+        let key = *token.hash().as_bytes();
+        self.admit(
+            kind,
+            |ks| ks.entries.contains_key(&key).then_some(key),
+            true,
+        )
+    }
+
+    /// A reference to a token that can travel in a URL: not the token, nor (for legacy
+    /// plaintext tokens, whose id is the token) its id.
+    pub fn reference(id: &str) -> String {
+        blake3::hash(id.as_bytes()).to_hex()[..16].to_string()
+    }
+
+    /// Checks the token a [`reference`](Self::reference) names, which issued a credential
+    /// now presented: it must still exist and be enabled; when `count` is set the call also
+    /// counts against its limit.
+    pub fn check_reference(
+        &self,
+        kind: TokenKind,
+        reference: &str,
+        count: bool,
+    ) -> Result<String, AuthError> {
+        self.admit(
+            kind,
+            |ks| {
+                ks.entries
+                    .iter()
+                    .find(|(_, e)| Self::reference(&e.id) == reference)
+                    .map(|(k, _)| *k)
+            },
+            count,
+        )
+    }
+
+    /// Finds a token's entry (re-read when its file changed) and checks its state; when
+    /// `count` is set, checks its limit and counts the call.
+    fn admit(
+        &self,
+        kind: TokenKind,
+        find: impl Fn(&KindState) -> Option<[u8; 32]>,
+        count: bool,
+    ) -> Result<String, AuthError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let ks = state.entry(kind).or_default();
         let dir_stamp = stamp(&self.kind_dir(kind));
@@ -240,17 +282,18 @@ impl TokenStore {
             ks.dir_stamp = dir_stamp;
             ks.loaded = true;
         }
-        let key = *hash.as_bytes();
+        let key = find(ks).ok_or(AuthError::Invalid(kind))?;
         let current = ks
             .entries
             .get(&key)
-            .map(|e| (e.id.clone(), e.file.clone(), e.stamp));
-        let Some((id, file, old_stamp)) = current else {
+            .map(|e| (e.id.clone(), e.file.clone(), e.stamp, e.hash));
+        let Some((id, file, old_stamp, hash)) = current else {
             return Err(AuthError::Invalid(kind));
         };
         if stamp(&file) != old_stamp {
             // Edited by hand or by the CLI since we read it.
             match self.load_entry(&id, file) {
+                // blake3::Hash compares in constant time.
                 Some(e) if e.hash == hash => {
                     ks.entries.insert(key, e);
                 }
@@ -261,19 +304,17 @@ impl TokenStore {
             }
         }
         let entry = ks.entries.get(&key).ok_or(AuthError::Invalid(kind))?;
-        // blake3::Hash compares in constant time.
-        if entry.hash != hash {
-            return Err(AuthError::Invalid(kind));
-        }
         if !entry.enabled {
             return Err(AuthError::Disabled(kind));
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let count = pending.entry((kind, entry.id.clone())).or_insert(0);
-        if entry.limit > 0 && entry.calls_on_disk + *count >= entry.limit {
-            return Err(AuthError::LimitReached(kind));
+        let calls = pending.entry((kind, entry.id.clone())).or_insert(0);
+        if count {
+            if entry.limit > 0 && entry.calls_on_disk + *calls >= entry.limit {
+                return Err(AuthError::LimitReached(kind));
+            }
+            *calls += 1;
         }
-        *count += 1;
         Ok(entry.id.clone())
     }
 

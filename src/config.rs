@@ -259,11 +259,21 @@ impl Config {
         if let Err(why) = crate::library::Protection::check(&self.media.protected) {
             return bad("media.protected", &why);
         }
-        if self.tokens.file_token_ttl_s == 0 {
-            return bad("tokens.file_token_ttl_s", "must be greater than 0");
+        const YEAR: u64 = 365 * 24 * 3600;
+        if !(1..=YEAR).contains(&self.tokens.file_token_ttl_s) {
+            return bad(
+                "tokens.file_token_ttl_s",
+                "must be between 1 and 31536000 (a year)",
+            );
         }
-        if self.tokens.max_signed_url_ttl_s == 0 {
-            return bad("tokens.max_signed_url_ttl_s", "must be greater than 0");
+        if !(1..=10 * YEAR).contains(&self.tokens.max_signed_url_ttl_s) {
+            return bad(
+                "tokens.max_signed_url_ttl_s",
+                "must be between 1 and 315360000 (ten years)",
+            );
+        }
+        if !(1..=3600).contains(&self.media.from_url.timeout_s) {
+            return bad("media.from_url.timeout_s", "must be between 1 and 3600");
         }
         self.validate_thumbs()?;
         if !(50..=60_000).contains(&self.watch.quiet_ms) {

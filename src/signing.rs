@@ -161,45 +161,55 @@ impl Signer {
         Ok(())
     }
 
-    /// A file token valid until `expires`: `<expires>.<nonce>.<mac>`, safe in a URL.
-    pub fn file_token(&self, expires: u64) -> String {
+    /// A file token valid until `expires`, issued for the API token `issuer` refers to:
+    /// `<expires>.<nonce>.<issuer>.<mac>`, safe in a URL.
+    pub fn file_token(&self, expires: u64, issuer: &str) -> String {
         let mut nonce = [0u8; 8];
         rand::rng().fill_bytes(&mut nonce);
         let nonce = hex(&nonce);
-        let mac = self.token_mac(expires, &nonce);
-        format!("{expires}.{nonce}.{}", mac.to_hex())
+        let mac = self.token_mac(expires, &nonce, issuer);
+        format!("{expires}.{nonce}.{issuer}.{}", mac.to_hex())
     }
 
-    fn token_mac(&self, expires: u64, nonce: &str) -> blake3::Hash {
+    fn token_mac(&self, expires: u64, nonce: &str, issuer: &str) -> blake3::Hash {
         self.mac(
-            "flextype file token v1",
-            &[&expires.to_le_bytes(), nonce.as_bytes()],
+            "flextype file token v2",
+            &[&expires.to_le_bytes(), nonce.as_bytes(), issuer.as_bytes()],
         )
     }
 
     /// Whether `token` looks like a file token at all (as opposed to an API token).
     pub fn is_file_token(token: &str) -> bool {
-        token.split('.').count() == 3
+        token.split('.').count() == 4
     }
 
-    /// Checks a file token at time `now`.
-    pub fn check_file_token(&self, token: &str, now: u64) -> Result<(), CredentialError> {
+    /// Checks a file token at time `now`; gives the reference of the API token it was issued
+    /// for, whose state and limits still apply.
+    pub fn check_file_token<'t>(
+        &self,
+        token: &'t str,
+        now: u64,
+    ) -> Result<&'t str, CredentialError> {
         let mut parts = token.split('.');
-        let (Some(expires), Some(nonce), Some(mac), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(expires), Some(nonce), Some(issuer), Some(mac), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(CredentialError::BadFileToken);
         };
         let expires: u64 = expires.parse().map_err(|_| CredentialError::BadFileToken)?;
         let presented =
             blake3::Hash::from_hex(mac.as_bytes()).map_err(|_| CredentialError::BadFileToken)?;
-        if presented != self.token_mac(expires, nonce) {
+        if presented != self.token_mac(expires, nonce, issuer) {
             return Err(CredentialError::BadFileToken);
         }
         if expires < now {
             return Err(CredentialError::FileTokenExpired);
         }
-        Ok(())
+        Ok(issuer)
     }
 }
 
@@ -295,9 +305,14 @@ mod tests {
     #[test]
     fn file_tokens_expire_and_resist_tampering() {
         let (_d, s) = signer();
-        let t = s.file_token(500);
+        let t = s.file_token(500, "abc");
         assert!(Signer::is_file_token(&t));
-        assert_eq!(s.check_file_token(&t, 400), Ok(()));
+        assert_eq!(s.check_file_token(&t, 400), Ok("abc"));
+        let other_issuer = t.replacen(".abc.", ".abd.", 1);
+        assert_eq!(
+            s.check_file_token(&other_issuer, 0),
+            Err(CredentialError::BadFileToken)
+        );
         assert_eq!(
             s.check_file_token(&t, 501),
             Err(CredentialError::FileTokenExpired)
@@ -317,7 +332,7 @@ mod tests {
     fn rotating_the_key_revokes_what_was_signed() {
         let (dir, s) = signer();
         let sig = s.sign(Target::Hash("ab"), 100);
-        let token = s.file_token(100);
+        let token = s.file_token(100, "abc");
         Signer::rotate(dir.path()).unwrap();
         assert_eq!(
             s.verify(Target::Hash("ab"), 100, &sig, 0),

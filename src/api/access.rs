@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::objects::{base_url, url_path, UPLOADS_URL};
 use super::params::{Params, ReadRequest};
 use super::AppState;
+use crate::auth::TokenStore;
 use crate::error::ApiError;
 use crate::hashing::ContentHash;
 use crate::library::LibraryError;
@@ -26,11 +27,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(super::resource("/files/sign-urls").route(web::post().to(sign_urls)));
 }
 
-async fn file_token(state: web::Data<AppState>, _r: ReadRequest) -> Result<HttpResponse, ApiError> {
-    let expires = now_secs() + state.config.tokens.file_token_ttl_s;
+/// A file token bound to the files token that asked for it: disabling or revoking that one
+/// ends its file tokens, and API calls made with them count against its limit.
+async fn file_token(state: web::Data<AppState>, r: ReadRequest) -> Result<HttpResponse, ApiError> {
+    let expires = now_secs().saturating_add(state.config.tokens.file_token_ttl_s);
+    let issuer = TokenStore::reference(r.principal.files_token.as_deref().unwrap_or_default());
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "token": state.signer.file_token(expires) })))
+        .json(json!({ "token": state.signer.file_token(expires, &issuer) })))
 }
 
 async fn sign_urls(
@@ -45,7 +49,8 @@ async fn sign_urls(
             "`expires_in` must be at least 1 second",
         ));
     }
-    let expires = now_secs() + expires_in.min(state.config.tokens.max_signed_url_ttl_s);
+    let expires =
+        now_secs().saturating_add(expires_in.min(state.config.tokens.max_signed_url_ttl_s));
     let expires_at = rfc3339(expires);
     let base = base_url(&state.config, &req);
     let mut items = Vec::new();

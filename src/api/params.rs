@@ -218,9 +218,13 @@ pub fn authenticate(
     let presented = files_token(params, headers);
     if needs == Needs::Browse {
         if let Some(t) = presented.as_deref().filter(|t| Signer::is_file_token(t)) {
-            state
+            let issuer = state
                 .signer
                 .check_file_token(t, crate::signing::now_secs())?;
+            // Calls made with a file token count against the files token that issued it.
+            state
+                .tokens
+                .check_reference(TokenKind::Files, issuer, true)?;
             return Ok(Principal {
                 files_token: None,
                 access_token: None,

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
 use super::AppState;
+use crate::auth::TokenKind;
 use crate::error::ApiError;
 use crate::hashing::ContentHash;
 use crate::library::{Entry, LibraryError};
@@ -361,7 +362,19 @@ fn check_credential(
     let now = now_secs();
     let mut failure = None;
     if let Some(token) = get("token") {
-        match state.signer.check_file_token(token, now) {
+        // The files token that issued it must still be there and enabled; content reads do
+        // not count against its call limit.
+        let checked = state
+            .signer
+            .check_file_token(token, now)
+            .and_then(|issuer| {
+                state
+                    .tokens
+                    .check_reference(TokenKind::Files, issuer, false)
+                    .map(|_| ())
+                    .map_err(|_| CredentialError::BadFileToken)
+            });
+        match checked {
             Ok(()) => return Ok(()),
             Err(e) => failure = Some(e),
         }

@@ -774,3 +774,47 @@ async fn a_file_whose_meta_turns_to_broken_yaml_stays_closed_until_it_is_fixed()
     .unwrap();
     assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_token_answers_to_the_files_token_that_issued_it() {
+    let app = protected_app().await;
+    let store = flextype::auth::TokenStore::new(&app.project.join("tokens"), false);
+    let (id, limited) = store
+        .create(flextype::auth::TokenKind::Files, "limited", 3)
+        .unwrap();
+    let res = app
+        .client
+        .post(app.url("/api/files/token"))
+        .bearer_auth(limited.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "call 1 of 3");
+    let token = res.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Browsing with the file token counts against the limited token: calls 2 and 3, then 429.
+    for _ in 0..2 {
+        let res = browse(&app, &token, "/api/files/search", &[("q", "*")]).await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_error(
+        browse(&app, &token, "/api/files/search", &[("q", "*")]).await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "token-limit-reached",
+    )
+    .await;
+    // Content reads are not API calls: they still open, until the issuer is revoked.
+    let content = format!("/project/uploads/private/plan.txt?token={token}");
+    assert_eq!(body_of(get(&app, &content).await).await, SECRET);
+    assert!(store.revoke(&id).unwrap());
+    assert_error(
+        get(&app, &content).await,
+        StatusCode::FORBIDDEN,
+        "file-token-invalid",
+    )
+    .await;
+    let res = browse(&app, &token, "/api/files", &[("path", "public")]).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
