@@ -3,8 +3,8 @@
 //!
 //! A glob protects the paths it matches and everything below a folder it matches, so both
 //! `private` and `private/**` protect the folder's whole subtree. `*` stays within one path
-//! component; `**` crosses them. Knows nothing of credentials: callers decide what a request
-//! may see.
+//! component; `**` crosses them. Matching ignores case. Knows nothing of credentials:
+//! callers decide what a request may see.
 
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 use serde_yaml::{Mapping, Value};
@@ -21,8 +21,11 @@ pub struct Protection {
 }
 
 fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    // Case-insensitive: on a file system that folds case, `PRIVATE/x` opens `private/x`;
+    // matching it too is the safe side everywhere.
     GlobBuilder::new(pattern.trim_matches('/'))
         .literal_separator(true)
+        .case_insensitive(true)
         .build()
 }
 
@@ -128,6 +131,7 @@ mod tests {
             let p = protection(globs);
             assert!(p.path_protected(&path("private/a.jpg")), "{globs:?}");
             assert!(p.path_protected(&path("private/x/y/a.jpg")), "{globs:?}");
+            assert!(p.path_protected(&path("PRIVATE/a.jpg")), "{globs:?}");
             assert!(!p.path_protected(&path("public/a.jpg")), "{globs:?}");
             assert!(!p.path_protected(&path("private-not/a.jpg")), "{globs:?}");
             assert!(!p.path_protected(&path("a/private/a.jpg")), "{globs:?}");

@@ -81,6 +81,8 @@ impl OutputFormat {
 pub enum GenerateError {
     #[error("the source is {width}x{height}, more than the {max} pixels allowed")]
     TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error("decoding the source would take {needed} bytes, more than the {max} allowed")]
+    TooMuchMemory { needed: u64, max: u64 },
     #[error("the source cannot be decoded: {0}")]
     Undecodable(String),
     #[error("the thumbnail cannot be made: {0}")]
@@ -134,6 +136,21 @@ fn check_pixels(width: u32, height: u32, max: u64) -> Result<(), GenerateError> 
     Ok(())
 }
 
+/// The most bytes one decode may hold: four per pixel of `max_source_pixels`, so a source
+/// within the pixel limit decodes as 8-bit RGBA, and a wider layout (16 bits a channel) or a
+/// decoder that keeps full-size buffers must be that much smaller.
+fn decode_budget(max_pixels: u64) -> u64 {
+    max_pixels.saturating_mul(4)
+}
+
+fn check_budget(needed: u64, max_pixels: u64) -> Result<(), GenerateError> {
+    let max = decode_budget(max_pixels);
+    if needed > max {
+        return Err(GenerateError::TooMuchMemory { needed, max });
+    }
+    Ok(())
+}
+
 /// Width and height as displayed once `o` is applied.
 fn oriented((w, h): (u32, u32), o: Orientation) -> (u32, u32) {
     match o {
@@ -177,8 +194,19 @@ fn decode_jpeg(
         let side = |v: u32| u16::try_from(v.div_ceil(shrink)).unwrap_or(u16::MAX);
         decoder.scale(side(w), side(h)).map_err(undecodable)?;
     }
+    // Progressive and lossless JPEGs are decoded through full-size buffers of 16-bit
+    // coefficients, whatever the scaling: counted before any of them is allocated.
+    let pixel_bytes = info.pixel_format.pixel_bytes() as u64;
+    let needed = match info.coding_process {
+        jpeg_decoder::CodingProcess::DctSequential => {
+            let k = u64::from(shrink);
+            u64::from(w).div_ceil(k) * u64::from(h).div_ceil(k) * pixel_bytes
+        }
+        _ => u64::from(w) * u64::from(h) * pixel_bytes * 2,
+    };
+    check_budget(needed, max_pixels)?;
     decoder.set_max_decoding_buffer_size(
-        usize::try_from(max_pixels.saturating_mul(4)).unwrap_or(usize::MAX),
+        usize::try_from(decode_budget(max_pixels)).unwrap_or(usize::MAX),
     );
     let pixels = decoder.decode().map_err(undecodable)?;
     let info = decoder
@@ -235,12 +263,14 @@ fn decode_other(
     };
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut limits = image::Limits::default();
-    // Eight bytes per pixel: 16-bit RGBA, the widest layout these decoders produce.
-    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(64 << 20));
+    limits.max_alloc = Some(decode_budget(max_pixels).max(64 << 20));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(undecodable)?;
     let (w, h) = decoder.dimensions();
     check_pixels(w, h, max_pixels)?;
+    // The decoded layout's size (16-bit RGBA takes eight bytes a pixel), before any of it
+    // is allocated.
+    check_budget(decoder.total_bytes(), max_pixels)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(undecodable)?;
     image.apply_orientation(orientation);
@@ -374,6 +404,22 @@ mod tests {
         );
         let err = make(&src, SourceKind::Png, "10x10".parse().unwrap(), 9_999).unwrap_err();
         assert!(matches!(err, GenerateError::TooManyPixels { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_wide_pixel_layout_within_the_pixel_limit_is_refused_by_its_decoded_size() {
+        let spec = "10x10".parse().unwrap();
+        let wide = encoded(
+            DynamicImage::ImageRgba16(image::ImageBuffer::new(100, 100)),
+            image::ImageFormat::Png,
+        );
+        let err = make(&wide, SourceKind::Png, spec, 10_000).unwrap_err();
+        assert!(matches!(err, GenerateError::TooMuchMemory { .. }), "{err}");
+        let narrow = encoded(
+            DynamicImage::ImageRgba8(image::RgbaImage::new(100, 100)),
+            image::ImageFormat::Png,
+        );
+        assert!(make(&narrow, SourceKind::Png, spec, 10_000).is_ok());
     }
 
     #[test]

@@ -309,7 +309,10 @@ impl Thumbs {
         let out = match generate::make(&bytes, source.kind, spec, self.inner.max_pixels) {
             Ok(out) => out,
             Err(e) => {
-                let level_info = matches!(e, GenerateError::TooManyPixels { .. });
+                let level_info = matches!(
+                    e,
+                    GenerateError::TooManyPixels { .. } | GenerateError::TooMuchMemory { .. }
+                );
                 if level_info {
                     tracing::info!(path = %source.path.display(), error = %e, "no thumbnail; original served");
                 } else {
