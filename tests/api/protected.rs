@@ -19,6 +19,18 @@ async fn protected_app() -> TestApp {
     app
 }
 
+/// Sets `protected: true` in a file's meta through the API.
+async fn mark_protected(app: &TestApp, path: &str) {
+    let res = app
+        .call(
+            Method::POST,
+            "/api/files/meta",
+            json!({"path": path, "field": "protected", "value": true}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
 async fn get(app: &TestApp, path_and_query: &str) -> Response {
     app.client
         .get(app.url(path_and_query))
@@ -190,14 +202,7 @@ async fn meta_protected_true_closes_a_file_at_once_even_after_it_was_served() {
     for _ in 0..3 {
         assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
     }
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({"path": "public/hours.txt", "field": "protected", "value": true}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    mark_protected(&app, "public/hours.txt").await;
     assert_error(
         get(&app, url).await,
         StatusCode::FORBIDDEN,
@@ -455,14 +460,7 @@ async fn browse(app: &TestApp, token: &str, route: &str, query: &[(&str, &str)])
 async fn a_file_token_caller_sees_no_protected_file_in_listings_or_search() {
     let app = protected_app().await;
     app.uploaded("public", "secret-notes.txt", b"notes\n").await;
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({"path": "public/secret-notes.txt", "field": "protected", "value": true}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    mark_protected(&app, "public/secret-notes.txt").await;
     let token = file_token(&app).await;
 
     // API token holders see everything.
@@ -671,14 +669,7 @@ async fn thumbnails_of_protected_files_need_the_same_credential_and_stay_private
     for _ in 0..3 {
         assert_eq!(get(&app, public).await.status(), StatusCode::OK);
     }
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({"path": "public/photo.jpg", "field": "protected", "value": true}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    mark_protected(&app, "public/photo.jpg").await;
     assert_error(
         get(&app, public).await,
         StatusCode::FORBIDDEN,
@@ -693,14 +684,7 @@ async fn a_symlink_to_a_protected_file_is_protected_too() {
     let app = protected_app().await;
     app.uploaded("public", "notes.txt", b"closed by meta\n")
         .await;
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({"path": "public/notes.txt", "field": "protected", "value": true}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    mark_protected(&app, "public/notes.txt").await;
     std::os::unix::fs::symlink("../private/plan.txt", app.file_path("public/plan-link.txt"))
         .unwrap();
     std::os::unix::fs::symlink("notes.txt", app.file_path("public/notes-link.txt")).unwrap();
@@ -726,14 +710,7 @@ async fn a_symlink_to_a_protected_file_is_protected_too() {
     for _ in 0..2 {
         assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
     }
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({"path": "public/hours.txt", "field": "protected", "value": true}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    mark_protected(&app, "public/hours.txt").await;
     assert_error(
         get(&app, url).await,
         StatusCode::FORBIDDEN,
@@ -748,14 +725,7 @@ async fn a_file_whose_meta_turns_to_broken_yaml_stays_closed_until_it_is_fixed()
     let url = "/project/uploads/public/hours.txt";
     let media = format!("/media/{}.txt", blake3_hex(PUBLIC));
     assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({"path": "public/hours.txt", "field": "protected", "value": true}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    mark_protected(&app, "public/hours.txt").await;
     let meta_file = app.meta_path("public/hours.txt");
     let good = std::fs::read_to_string(&meta_file).unwrap();
     std::fs::write(&meta_file, format!("{good}tags: [a, b\n")).unwrap();
