@@ -175,6 +175,20 @@ enum MetaState {
     Stale,
     /// Not valid YAML.
     Invalid,
+    /// Empty and just written: most likely a person's editor between truncating the file
+    /// and writing it. Completing it now would replace the file the editor is about to fill.
+    Writing,
+}
+
+/// How long an empty meta file counts as being written by hand.
+const WRITING_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn just_written(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age < WRITING_GRACE)
 }
 
 /// A file seen by the stamped walk: its size and mtime, and its meta file's mtime.
@@ -348,7 +362,7 @@ impl Library {
         match self.meta_state(p, &self.layout().meta_file(p)?, &md)? {
             MetaState::Current(entry) => Ok(Some(entry)),
             MetaState::Stale => Ok(None),
-            MetaState::Invalid => {
+            MetaState::Invalid | MetaState::Writing => {
                 let (size, modified) = (md.len(), md.modified()?);
                 // Hand-broken meta is never overwritten: serve facts alone until it is fixed,
                 // remembering them so a large file is not re-hashed on every request.
@@ -397,6 +411,7 @@ impl Library {
                     meta_broken: false,
                 })
             }
+            Ok(Some(m)) if m.is_empty() && just_written(meta_path) => MetaState::Writing,
             Ok(_) => MetaState::Stale,
             Err(message) => {
                 self.note_invalid(p, Some(&message));
@@ -522,7 +537,7 @@ impl Library {
                 Indexable::Current(entry, meta_modified)
             }
             MetaState::Stale => Indexable::Stale,
-            MetaState::Invalid => Indexable::Broken,
+            MetaState::Invalid | MetaState::Writing => Indexable::Broken,
         })
     }
 

@@ -232,3 +232,46 @@ async fn editor_fields_survive_move_copy_and_overwrite_verbatim() {
         assert_eq!(d["editor"], editor, "{p}");
     }
 }
+
+/// Regression: an editor that truncates a meta file before writing it left a window in which
+/// the server completed the empty file with fresh meta (atomically, so the editor's write then
+/// went to the replaced file and was lost, and with it any `protected: true`).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_meta_file_just_written_by_hand_is_left_for_its_editor() {
+    let app = spawn_app().await;
+    app.uploaded("notes", "a.txt", b"hello\n").await;
+    let meta_file = app.meta_path("notes/a.txt");
+    let full = std::fs::read_to_string(&meta_file).unwrap();
+    let started = std::time::Instant::now();
+    std::fs::write(&meta_file, "").unwrap();
+    let res = app.fetch("notes/a.txt").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(
+        body["data"]["hash"],
+        blake3_hex(b"hello\n"),
+        "facts are served"
+    );
+    // Within the grace the file is not touched (a busy machine may take longer to answer;
+    // then the server may rightly complete it).
+    if started.elapsed() < std::time::Duration::from_millis(1500) {
+        assert_eq!(std::fs::read_to_string(&meta_file).unwrap(), "");
+    }
+    let edited = full.replace("title: A", "title: Mine");
+    std::fs::write(&meta_file, &edited).unwrap();
+    let body: Value = app.fetch("notes/a.txt").await.json().await.unwrap();
+    assert_eq!(body["data"]["title"], "Mine");
+
+    // An empty meta file nobody fills is completed once it is no longer young.
+    std::fs::write(&meta_file, "").unwrap();
+    until(
+        "the abandoned empty meta to be completed",
+        std::time::Duration::from_secs(15),
+        || async {
+            let _ = app.fetch("notes/a.txt").await;
+            let text = std::fs::read_to_string(&meta_file).unwrap();
+            text.contains("hash:").then_some(())
+        },
+    )
+    .await;
+}
