@@ -170,6 +170,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A JSON call with both tokens that must answer 200; its body.
+    pub async fn called(&self, method: Method, route: &str, body: Value) -> Value {
+        let what = format!("{method} {route} {body}");
+        let res = self.call(method, route, body).await;
+        assert_eq!(res.status(), StatusCode::OK, "{what}");
+        res.json().await.unwrap()
+    }
+
     /// The `/api/health` body (no token needed).
     pub async fn health(&self) -> Value {
         let res = self

@@ -21,14 +21,12 @@ async fn protected_app() -> TestApp {
 
 /// Sets `protected: true` in a file's meta through the API.
 async fn mark_protected(app: &TestApp, path: &str) {
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({"path": path, "field": "protected", "value": true}),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.called(
+        Method::POST,
+        "/api/files/meta",
+        json!({"path": path, "field": "protected", "value": true}),
+    )
+    .await;
 }
 
 async fn get(app: &TestApp, path_and_query: &str) -> Response {

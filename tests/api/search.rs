@@ -119,8 +119,7 @@ async fn tags_editor_fields_and_query_syntax_are_searchable() {
             json!({ "writer": "Jane Doe" }),
         ),
     ] {
-        let res = app.call(Method::POST, "/api/files/meta", body).await;
-        assert_eq!(res.status(), StatusCode::OK);
+        app.called(Method::POST, "/api/files/meta", body).await;
     }
     app.wait_search(&[("tag", "sci-fi")], &["movies/sg-1/cover.png"], DEADLINE)
         .await;
@@ -227,38 +226,32 @@ async fn bad_queries_sorts_and_limits_are_400_and_search_needs_a_token() {
 async fn edits_moves_and_deletes_through_the_api_are_followed() {
     let app = spawn_app().await;
     library(&app).await;
-    let res = app
-        .call(
-            Method::PATCH,
-            "/api/files/meta",
-            json!({ "path": "readme.md", "field": "title", "value": "Getting started" }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.called(
+        Method::PATCH,
+        "/api/files/meta",
+        json!({ "path": "readme.md", "field": "title", "value": "Getting started" }),
+    )
+    .await;
     app.wait_search(&[("q", "started")], &["readme.md"], DEADLINE)
         .await;
     app.wait_search(&[("q", "title:readme")], &[], DEADLINE)
         .await;
 
-    let res = app
-        .call(
-            Method::PUT,
-            "/api/files",
-            json!({ "path": "docs/manual.pdf", "new_path": "guides/manual.pdf" }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.called(
+        Method::PUT,
+        "/api/files",
+        json!({ "path": "docs/manual.pdf", "new_path": "guides/manual.pdf" }),
+    )
+    .await;
     app.wait_search(&[("q", "manual")], &["guides/manual.pdf"], DEADLINE)
         .await;
 
-    let res = app
-        .call(
-            Method::PUT,
-            "/api/folders",
-            json!({ "path": "movies/sg-1", "new_path": "films/stargate" }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.called(
+        Method::PUT,
+        "/api/folders",
+        json!({ "path": "movies/sg-1", "new_path": "films/stargate" }),
+    )
+    .await;
     app.wait_search(
         &[("folder", "films"), ("sort", "filename")],
         &[

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -35,14 +35,12 @@ async fn wait_meta(app: &TestApp, rel: &str, what: &str) -> serde_yaml::Mapping 
 }
 
 async fn add_field(app: &TestApp, path: &str, field: &str, value: Value) {
-    let res = app
-        .call(
-            Method::POST,
-            "/api/files/meta",
-            json!({ "path": path, "field": field, "value": value }),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::OK);
+    app.called(
+        Method::POST,
+        "/api/files/meta",
+        json!({ "path": path, "field": field, "value": value }),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
