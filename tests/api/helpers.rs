@@ -80,7 +80,7 @@ async fn start(
 ) {
     let app = Application::build(config.clone())
         .await
-        .expect("server starts");
+        .unwrap_or_else(|e| panic!("the server did not start: {e:#}"));
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     let library = app.library().clone();
@@ -107,6 +107,21 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.await.unwrap().unwrap();
         }
+        // The server's future ends before every worker thread has dropped its share of the
+        // application state, and with it the search index and its lock: wait for the lock,
+        // so a restart never finds the index busy.
+        let lock = self.project.join("cache/.index.lock");
+        until(
+            "the index lock to be released",
+            Duration::from_secs(10),
+            || async {
+                let Ok(file) = std::fs::File::options().write(true).open(&lock) else {
+                    return Some(());
+                };
+                file.try_lock().ok()
+            },
+        )
+        .await;
     }
 
     /// Stops the server and waits until it has let go of the project, runs `between` on the
