@@ -344,21 +344,13 @@ async fn serve_media(
 }
 
 /// Opens protected content if the request carries a valid file token (`?token=`) or a valid
-/// signature of `target` (`?expires=&sig=`). Only a request for protected content gets here,
-/// so the query is parsed only then.
+/// signature of `target` (`?expires=&sig=`).
 fn check_credential(
     req: &HttpRequest,
     state: &AppState,
     target: Target<'_>,
 ) -> Result<(), ApiError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
-    let get = |k: &str| {
-        pairs
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let get = |key| query_values(req.query_string(), key).next();
     let now = now_secs();
     let mut failure = None;
     if let Some(token) = get("token") {
@@ -366,7 +358,7 @@ fn check_credential(
         // not count against its call limit.
         let checked = state
             .signer
-            .check_file_token(token, now)
+            .check_file_token(&token, now)
             .and_then(|issuer| {
                 state
                     .tokens
@@ -381,7 +373,7 @@ fn check_credential(
     }
     if let (Some(expires), Some(sig)) = (get("expires"), get("sig")) {
         let checked = match expires.parse::<u64>() {
-            Ok(expires) => state.signer.verify(target, expires, sig, now),
+            Ok(expires) => state.signer.verify(target, expires, &sig, now),
             Err(_) => Err(CredentialError::BadSignature),
         };
         match checked {
@@ -508,13 +500,8 @@ async fn serve_entry(
 
 /// The spec of `?thumb=` when it names a configured size; `None` serves the original.
 fn thumb_request(req: &HttpRequest, state: &AppState) -> Option<ThumbSpec> {
-    let value = req
-        .query_string()
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("thumb="))?;
-    state
-        .thumbs
-        .allowed(&percent_decode_str(value).decode_utf8().ok()?)
+    let value = query_values(req.query_string(), "thumb").next()?;
+    state.thumbs.allowed(&value)
 }
 
 /// The hot-cache key of a thumbnail of what `base` (a path, or a `\0media/` key) names.
@@ -617,14 +604,21 @@ fn open_version(path: &Path, max_in_memory: u64) -> io::Result<Opened> {
     Ok((file, id, body, path.to_path_buf()))
 }
 
+/// The values of `key=value` pairs in a query string, percent-decoded; pairs that are not
+/// valid UTF-8 once decoded are skipped. The one reader of query parameters on the serving
+/// path: it allocates only for a value that holds an escape.
+fn query_values<'q>(query: &'q str, key: &'q str) -> impl Iterator<Item = Cow<'q, str>> + 'q {
+    query.split('&').filter_map(move |kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key)
+            .then(|| percent_decode_str(v).decode_utf8().ok())
+            .flatten()
+    })
+}
+
 /// `?download=1` (or `t`, `true`).
 fn wants_download(req: &HttpRequest) -> bool {
-    req.query_string().split('&').any(|kv| {
-        matches!(
-            kv.split_once('=').unwrap_or((kv, "")),
-            ("download", "1" | "t" | "true")
-        )
-    })
+    query_values(req.query_string(), "download").any(|v| matches!(&*v, "1" | "t" | "true"))
 }
 
 fn content_disposition(filename: &str) -> HeaderValue {
