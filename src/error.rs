@@ -9,6 +9,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::hashing::BadHash;
 use crate::index::IndexError;
 use crate::indexer::IndexerError;
 use crate::library::LibraryError;
@@ -104,6 +105,13 @@ impl ResponseError for ApiError {
 impl From<PathError> for ApiError {
     fn from(e: PathError) -> Self {
         ApiError::bad_request("invalid-path", e.to_string())
+    }
+}
+
+/// A hash a client sent that is not one (a hash URL that names none is a 404 instead).
+impl From<BadHash> for ApiError {
+    fn from(e: BadHash) -> Self {
+        ApiError::bad_request("invalid-hash", e.to_string())
     }
 }
 

@@ -35,9 +35,7 @@ async fn fetch(
     let visible =
         |e: &crate::library::Entry| r.principal.sees_protected() || !lib.protection_of(e).protected;
     if let Some(hash) = r.params.str("hash") {
-        let hash: ContentHash = hash.parse().map_err(|e: crate::hashing::BadHash| {
-            ApiError::bad_request("invalid-hash", e.to_string())
-        })?;
+        let hash: ContentHash = hash.parse()?;
         let mut entries = lib.by_hash(&hash.to_hex()).await?;
         entries.retain(|e| visible(e));
         if entries.is_empty() {
