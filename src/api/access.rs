@@ -7,7 +7,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::objects::{base_url, url_path, UPLOADS_URL};
+use super::objects::{base_url, full_url, hash_url};
 use super::params::{Params, ReadRequest};
 use super::AppState;
 use crate::auth::TokenStore;
@@ -66,29 +66,24 @@ async fn sign_urls(
                 let sig = state.signer.sign(Target::Path(p.as_str()), expires);
                 items.push(json!({
                     "path": p.as_str(),
-                    "url": format!("{base}/{UPLOADS_URL}/{}?expires={expires}&sig={sig}", url_path(&p)),
+                    "url": format!("{}?expires={expires}&sig={sig}", full_url(&base, &p)),
                     "expiresAt": expires_at,
                 }));
             }
         }
         (None, Some(hashes)) => {
             for raw in hashes {
-                let hash: ContentHash = raw.parse().map_err(|e: crate::hashing::BadHash| {
-                    ApiError::bad_request("invalid-hash", e.to_string())
-                })?;
+                let hash: ContentHash = raw.parse()?;
                 let hex = hash.to_hex();
                 let entries = state.library.by_hash(&hex).await?;
                 let Some(entry) = entries.first() else {
                     return Err(LibraryError::HashNotFound.into());
                 };
-                let ext = crate::library::names::split_name(entry.path.name())
-                    .1
-                    .to_ascii_lowercase();
-                let dot = if ext.is_empty() { "" } else { "." };
+                let url = hash_url(&base, &hex, entry.path.name());
                 let sig = state.signer.sign(Target::Hash(&hex), expires);
                 items.push(json!({
                     "hash": hex,
-                    "url": format!("{base}/media/{hex}{dot}{ext}?expires={expires}&sig={sig}"),
+                    "url": format!("{url}?expires={expires}&sig={sig}"),
                     "expiresAt": expires_at,
                 }));
             }

@@ -98,17 +98,23 @@ fn computed_fields(path: &MediaPath, hash: Option<&str>, base: &str) -> Map<Stri
     obj.insert("full_url".into(), format!("{base}/{url}").into());
     obj.insert("url".into(), url.into());
     if let Some(hash) = hash {
-        let suffix = if ext.is_empty() {
-            String::new()
-        } else {
-            format!(".{}", ext.to_ascii_lowercase())
-        };
-        obj.insert(
-            "hash_url".into(),
-            format!("{base}/media/{hash}{suffix}").into(),
-        );
+        obj.insert("hash_url".into(), hash_url(base, hash, name).into());
     }
     obj
+}
+
+/// The public URL of a file by path.
+pub fn full_url(base: &str, p: &MediaPath) -> String {
+    format!("{base}/{}", uploads_url(p))
+}
+
+/// The immutable URL of some content: its hash, with the extension of `name` (lowercased)
+/// so the URL tells its type.
+pub fn hash_url(base: &str, hash: &str, name: &str) -> String {
+    match split_name(name).1 {
+        "" => format!("{base}/media/{hash}"),
+        ext => format!("{base}/media/{hash}.{}", ext.to_ascii_lowercase()),
+    }
 }
 
 pub fn folder_object(info: &FolderInfo, base: &str) -> Value {
