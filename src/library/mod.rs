@@ -277,11 +277,15 @@ impl Library {
     /// made by hand must not open a protected file to everyone).
     pub fn protection_of(&self, entry: &Entry) -> Guard {
         let linked = self.link_target(&entry.path);
+        // The target answers to the same rule as the file itself, unreadable meta included.
         let protected = entry.is_protected(self.protection())
-            || linked.as_ref().is_some_and(|target| {
-                self.protection().path_protected(target)
-                    || matches!(self.read_meta(target), Ok(Ok(Some(m))) if Protection::meta_protected(&m))
-            });
+            || linked
+                .as_ref()
+                .is_some_and(|target| match self.read_meta(target) {
+                    Ok(Ok(Some(m))) => self.protection().is_protected(target, &m),
+                    Ok(Ok(None)) => self.protection().path_protected(target),
+                    Ok(Err(_)) | Err(_) => true,
+                });
         Guard {
             protected,
             linked: linked.is_some(),

@@ -702,6 +702,19 @@ async fn a_symlink_to_a_protected_file_is_protected_too() {
             StatusCode::OK
         );
     }
+    // A link to a file whose meta is not valid YAML is closed, as that file is.
+    app.uploaded("public", "broken.txt", b"meta broken by hand\n")
+        .await;
+    let meta = app.meta_path("public/broken.txt");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, format!("{text}tags: [a, b\n")).unwrap();
+    std::os::unix::fs::symlink("broken.txt", app.file_path("public/broken-link.txt")).unwrap();
+    assert_error(
+        get(&app, "/project/uploads/public/broken-link.txt").await,
+        StatusCode::FORBIDDEN,
+        "file-protected",
+    )
+    .await;
     // A link to a public file serves, and stops serving once its target is protected.
     std::os::unix::fs::symlink("hours.txt", app.file_path("public/hours-link.txt")).unwrap();
     let url = "/project/uploads/public/hours-link.txt";
