@@ -37,6 +37,11 @@ async fn get(app: &TestApp, path_and_query: &str) -> Response {
         .unwrap()
 }
 
+/// Asserts that a GET is refused with 403 and this code.
+async fn forbidden(app: &TestApp, path_and_query: &str, code: &str) {
+    assert_error(get(app, path_and_query).await, StatusCode::FORBIDDEN, code).await;
+}
+
 async fn body_of(res: Response) -> Vec<u8> {
     assert_eq!(res.status(), StatusCode::OK);
     res.bytes().await.unwrap().to_vec()
@@ -77,21 +82,16 @@ async fn signed_url(app: &TestApp, body: Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_protected_path_answers_403_without_a_credential_whether_it_exists_or_not() {
     let app = protected_app().await;
-    assert_error(
-        get(&app, "/project/uploads/private/plan.txt").await,
-        StatusCode::FORBIDDEN,
+    forbidden(&app, "/project/uploads/private/plan.txt", "file-protected").await;
+    forbidden(
+        &app,
+        "/project/uploads/private/nothing-here.txt",
         "file-protected",
     )
     .await;
-    assert_error(
-        get(&app, "/project/uploads/private/nothing-here.txt").await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
-    assert_error(
-        get(&app, "/project/uploads/private/plan.txt?token=1.2.3").await,
-        StatusCode::FORBIDDEN,
+    forbidden(
+        &app,
+        "/project/uploads/private/plan.txt?token=1.2.3",
         "file-token-invalid",
     )
     .await;
@@ -119,11 +119,8 @@ async fn a_file_token_opens_protected_files_privately_and_expires() {
     .await;
     app.uploaded("private/deep", "plan.txt", SECRET).await;
     let token = file_token(&app).await;
-    let res = get(
-        &app,
-        &format!("/project/uploads/private/deep/plan.txt?token={token}"),
-    )
-    .await;
+    let with_token = format!("/project/uploads/private/deep/plan.txt?token={token}");
+    let res = get(&app, &with_token).await;
     assert_eq!(res.headers()["cache-control"], "private, no-cache");
     assert_eq!(body_of(res).await, SECRET);
     let missing = get(
@@ -137,39 +134,15 @@ async fn a_file_token_opens_protected_files_privately_and_expires() {
         "a holder may learn it is missing"
     );
     let tampered = token.replacen('.', "9.", 1);
-    assert_error(
-        get(
-            &app,
-            &format!("/project/uploads/private/deep/plan.txt?token={tampered}"),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "file-token-invalid",
-    )
-    .await;
+    let tampered = format!("/project/uploads/private/deep/plan.txt?token={tampered}");
+    forbidden(&app, &tampered, "file-token-invalid").await;
     until(
         "the file token to expire",
         Duration::from_secs(15),
-        || async {
-            let res = get(
-                &app,
-                &format!("/project/uploads/private/deep/plan.txt?token={token}"),
-            )
-            .await;
-            (res.status() == StatusCode::FORBIDDEN).then_some(())
-        },
+        || async { (get(&app, &with_token).await.status() == StatusCode::FORBIDDEN).then_some(()) },
     )
     .await;
-    assert_error(
-        get(
-            &app,
-            &format!("/project/uploads/private/deep/plan.txt?token={token}"),
-        )
-        .await,
-        StatusCode::FORBIDDEN,
-        "file-token-expired",
-    )
-    .await;
+    forbidden(&app, &with_token, "file-token-expired").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -201,19 +174,9 @@ async fn meta_protected_true_closes_a_file_at_once_even_after_it_was_served() {
         assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
     }
     mark_protected(&app, "public/hours.txt").await;
-    assert_error(
-        get(&app, url).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, url, "file-protected").await;
     let by_hash = format!("/media/{}.txt", blake3_hex(PUBLIC));
-    assert_error(
-        get(&app, &by_hash).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, &by_hash, "file-protected").await;
     let token = file_token(&app).await;
     assert_eq!(
         body_of(get(&app, &format!("{url}?token={token}")).await).await,
@@ -230,12 +193,7 @@ async fn meta_protected_true_closes_a_file_at_once_even_after_it_was_served() {
     assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
     // And closed again by hand.
     std::fs::write(app.meta_path("public/hours.txt"), meta).unwrap();
-    assert_error(
-        get(&app, url).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, url, "file-protected").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -258,31 +216,16 @@ async fn a_signed_url_opens_its_path_only_until_it_expires() {
     assert_eq!(body_of(res).await, SECRET);
 
     let other_path = url.replace("private/plan.txt", "private/other.txt");
-    assert_error(
-        get(&app, &other_path).await,
-        StatusCode::FORBIDDEN,
-        "signature-invalid",
-    )
-    .await;
+    forbidden(&app, &other_path, "signature-invalid").await;
     let (head, sig) = url.split_once("&sig=").unwrap();
     let expires: u64 = head.rsplit_once("expires=").unwrap().1.parse().unwrap();
     let later = url.replace(
         &format!("expires={expires}"),
         &format!("expires={}", expires + 3600),
     );
-    assert_error(
-        get(&app, &later).await,
-        StatusCode::FORBIDDEN,
-        "signature-invalid",
-    )
-    .await;
+    forbidden(&app, &later, "signature-invalid").await;
     let bad_sig = format!("{head}&sig={}", "0".repeat(sig.len()));
-    assert_error(
-        get(&app, &bad_sig).await,
-        StatusCode::FORBIDDEN,
-        "signature-invalid",
-    )
-    .await;
+    forbidden(&app, &bad_sig, "signature-invalid").await;
     let short = signed_url(
         &app,
         json!({"paths": ["private/plan.txt"], "expires_in": 1}),
@@ -294,12 +237,7 @@ async fn a_signed_url_opens_its_path_only_until_it_expires() {
         || async { (get(&app, &short).await.status() == StatusCode::FORBIDDEN).then_some(()) },
     )
     .await;
-    assert_error(
-        get(&app, &short).await,
-        StatusCode::FORBIDDEN,
-        "signature-expired",
-    )
-    .await;
+    forbidden(&app, &short, "signature-expired").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -394,18 +332,8 @@ async fn content_held_only_under_protected_paths_needs_a_credential_by_hash() {
     let app = protected_app().await;
     let hash = blake3_hex(SECRET);
     let media = format!("/media/{hash}.txt");
-    assert_error(
-        get(&app, &media).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
-    assert_error(
-        get(&app, &format!("/media/{hash}")).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, &media, "file-protected").await;
+    forbidden(&app, &format!("/media/{hash}"), "file-protected").await;
 
     let signed = signed_url(&app, json!({"hashes": [hash]})).await;
     assert!(
@@ -421,12 +349,7 @@ async fn content_held_only_under_protected_paths_needs_a_credential_by_hash() {
     // A path signature does not open the hash, nor the other way round.
     let by_path = signed_url(&app, json!({"paths": ["private/plan.txt"]})).await;
     let query = by_path.split_once('?').unwrap().1;
-    assert_error(
-        get(&app, &format!("{media}?{query}")).await,
-        StatusCode::FORBIDDEN,
-        "signature-invalid",
-    )
-    .await;
+    forbidden(&app, &format!("{media}?{query}"), "signature-invalid").await;
     let token = file_token(&app).await;
     assert_eq!(
         body_of(get(&app, &format!("{media}?token={token}")).await).await,
@@ -549,18 +472,8 @@ async fn replacing_the_signing_key_revokes_signed_urls_and_file_tokens_without_a
         crate::cli::run_with_project(&app.project, &["token", "rotate-key"], "rotate").await;
     assert!(status.success(), "{err}");
     assert_ne!(std::fs::read(&key_file).unwrap(), before);
-    assert_error(
-        get(&app, &signed).await,
-        StatusCode::FORBIDDEN,
-        "signature-invalid",
-    )
-    .await;
-    assert_error(
-        get(&app, &with_token).await,
-        StatusCode::FORBIDDEN,
-        "file-token-invalid",
-    )
-    .await;
+    forbidden(&app, &signed, "signature-invalid").await;
+    forbidden(&app, &with_token, "file-token-invalid").await;
     let fresh = signed_url(&app, json!({"paths": ["private/plan.txt"]})).await;
     assert_eq!(body_of(get(&app, &fresh).await).await, SECRET);
 }
@@ -641,12 +554,7 @@ async fn thumbnails_of_protected_files_need_the_same_credential_and_stay_private
     app.uploaded("public", "photo.jpg", &crate::helpers::jpeg(401, 300))
         .await;
     let thumb = "/project/uploads/private/photo.jpg?thumb=100x100";
-    assert_error(
-        get(&app, thumb).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, thumb, "file-protected").await;
     let token = file_token(&app).await;
     for _ in 0..2 {
         let res = get(&app, &format!("{thumb}&token={token}")).await;
@@ -655,12 +563,7 @@ async fn thumbnails_of_protected_files_need_the_same_credential_and_stay_private
         let bytes = body_of(res).await;
         assert!(bytes.len() < photo.len(), "a thumbnail, not the original");
     }
-    assert_error(
-        get(&app, thumb).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, thumb, "file-protected").await;
 
     // A public thumbnail served from memory closes once its file is marked protected.
     let public = "/project/uploads/public/photo.jpg?thumb=100x100";
@@ -668,12 +571,7 @@ async fn thumbnails_of_protected_files_need_the_same_credential_and_stay_private
         assert_eq!(get(&app, public).await.status(), StatusCode::OK);
     }
     mark_protected(&app, "public/photo.jpg").await;
-    assert_error(
-        get(&app, public).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, public, "file-protected").await;
 }
 
 #[cfg(unix)]
@@ -689,12 +587,7 @@ async fn a_symlink_to_a_protected_file_is_protected_too() {
     for link in ["public/plan-link.txt", "public/notes-link.txt"] {
         let url = format!("/project/uploads/{link}");
         for _ in 0..2 {
-            assert_error(
-                get(&app, &url).await,
-                StatusCode::FORBIDDEN,
-                "file-protected",
-            )
-            .await;
+            forbidden(&app, &url, "file-protected").await;
         }
         let token = file_token(&app).await;
         assert_eq!(
@@ -709,9 +602,9 @@ async fn a_symlink_to_a_protected_file_is_protected_too() {
     let text = std::fs::read_to_string(&meta).unwrap();
     std::fs::write(&meta, format!("{text}tags: [a, b\n")).unwrap();
     std::os::unix::fs::symlink("broken.txt", app.file_path("public/broken-link.txt")).unwrap();
-    assert_error(
-        get(&app, "/project/uploads/public/broken-link.txt").await,
-        StatusCode::FORBIDDEN,
+    forbidden(
+        &app,
+        "/project/uploads/public/broken-link.txt",
         "file-protected",
     )
     .await;
@@ -722,12 +615,7 @@ async fn a_symlink_to_a_protected_file_is_protected_too() {
         assert_eq!(body_of(get(&app, url).await).await, PUBLIC);
     }
     mark_protected(&app, "public/hours.txt").await;
-    assert_error(
-        get(&app, url).await,
-        StatusCode::FORBIDDEN,
-        "file-protected",
-    )
-    .await;
+    forbidden(&app, url, "file-protected").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -741,7 +629,7 @@ async fn a_file_whose_meta_turns_to_broken_yaml_stays_closed_until_it_is_fixed()
     let good = std::fs::read_to_string(&meta_file).unwrap();
     std::fs::write(&meta_file, format!("{good}tags: [a, b\n")).unwrap();
     for u in [url, media.as_str()] {
-        assert_error(get(&app, u).await, StatusCode::FORBIDDEN, "file-protected").await;
+        forbidden(&app, u, "file-protected").await;
     }
     let token = file_token(&app).await;
     assert_eq!(
@@ -790,12 +678,7 @@ async fn a_file_token_answers_to_the_files_token_that_issued_it() {
     let content = format!("/project/uploads/private/plan.txt?token={token}");
     assert_eq!(body_of(get(&app, &content).await).await, SECRET);
     assert!(store.revoke(&id).unwrap());
-    assert_error(
-        get(&app, &content).await,
-        StatusCode::FORBIDDEN,
-        "file-token-invalid",
-    )
-    .await;
+    forbidden(&app, &content, "file-token-invalid").await;
     let res = browse(&app, &token, "/api/files", &[("path", "public")]).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
