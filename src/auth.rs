@@ -51,6 +51,8 @@ pub enum AuthError {
     Disabled(TokenKind),
     #[error("The {} token has reached its call limit", .0.dir_name())]
     LimitReached(TokenKind),
+    #[error("Two different {} tokens were sent (a parameter and a header)", .0.dir_name())]
+    Conflicting(TokenKind),
     #[error(transparent)]
     FileToken(#[from] crate::signing::CredentialError),
     #[error(transparent)]
@@ -64,6 +66,7 @@ impl AuthError {
             AuthError::Invalid(_) => "token-invalid",
             AuthError::Disabled(_) => "token-disabled",
             AuthError::LimitReached(_) => "token-limit-reached",
+            AuthError::Conflicting(_) => "token-conflict",
             AuthError::FileToken(e) => e.code(),
             AuthError::Io(_) => "internal-error",
         }

@@ -26,6 +26,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (503 answers).
     pub retry_after: Option<u64>,
+    /// The methods a route takes, for the `Allow` header of a 405.
+    pub allow: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -42,6 +44,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -58,6 +61,18 @@ impl ApiError {
 
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 405 for a route that takes `allow` (an `Allow` header value) only.
+    pub fn method_not_allowed(allow: Option<&'static str>, message: impl Into<String>) -> Self {
+        ApiError {
+            allow,
+            ..Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                message,
+            )
+        }
     }
 
     /// Logs the cause chain and hides it from the client.
@@ -94,6 +109,9 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header((actix_web::http::header::RETRY_AFTER, secs.to_string()));
         }
+        if let Some(methods) = self.allow {
+            res.insert_header((actix_web::http::header::ALLOW, methods));
+        }
         res.json(Body {
             http_status_code: self.status.as_u16(),
             message: &self.message,
@@ -121,6 +139,7 @@ impl From<AuthError> for ApiError {
             AuthError::Missing(_)
             | AuthError::Invalid(_)
             | AuthError::Disabled(_)
+            | AuthError::Conflicting(_)
             | AuthError::FileToken(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string())
             }

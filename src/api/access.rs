@@ -29,6 +29,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A file token bound to the files token that asked for it: disabling or revoking that one
 /// ends its file tokens, and API calls made with them count against its limit.
+#[utoipa::path(
+    post, path = "/api/files/token", operation_id = "createFileToken", tag = "access",
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "A file token, valid `tokens.file_token_ttl_s`", body = crate::api::openapi::FileToken),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn file_token(state: web::Data<AppState>, r: ReadRequest) -> Result<HttpResponse, ApiError> {
     let expires = now_secs().saturating_add(state.config.tokens.file_token_ttl_s);
     let issuer = TokenStore::reference(r.principal.files_token.as_deref().unwrap_or_default());
@@ -37,6 +46,21 @@ async fn file_token(state: web::Data<AppState>, r: ReadRequest) -> Result<HttpRe
         .json(json!({ "token": state.signer.file_token(expires, &issuer) })))
 }
 
+/// Signs URLs of files (by path) or of content (by hash).
+#[utoipa::path(
+    post, path = "/api/files/sign-urls", operation_id = "signUrls", tag = "access",
+    request_body(content(
+        (crate::api::openapi::SignUrlsBody = "application/json"),
+        (crate::api::openapi::SignUrlsBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "One signed URL per path or hash", body = crate::api::openapi::SignedUrls),
+        (status = 404, description = "A path that is not a file, or an unknown hash", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn sign_urls(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -24,6 +24,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// A file, a folder's files keyed by name, or every file with a given hash. A caller holding
 /// only a file token sees no protected file: a protected path answers 403 (whether it exists
 /// or not) and listings leave protected files out.
+#[utoipa::path(
+    get, path = "/api/files", operation_id = "getFiles", tag = "files",
+    params(crate::api::openapi::FilesQuery),
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "A file, a folder's files keyed by name, or every file with the hash", body = crate::api::openapi::FilesData),
+        (status = 403, description = "A protected path asked for with a file token (`file-protected`)", body = crate::api::openapi::Error),
+        (status = 404, description = "No such file or folder, or no file with the hash", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn fetch(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -34,7 +45,13 @@ async fn fetch(
     let protection = lib.protection();
     let visible =
         |e: &crate::library::Entry| r.principal.sees_protected() || !lib.protection_of(e).protected;
-    if let Some(hash) = r.params.str("hash") {
+    // Every parameter is read before any is acted on, so a bad one is refused whatever path
+    // the call takes.
+    let collection = r.params.flag("collection")?;
+    let recursive = r.params.flag("recursive")?;
+    let offset = r.params.usize("offset")?.unwrap_or(0);
+    let limit = r.params.usize("limit")?;
+    if let Some(hash) = r.params.str("hash")? {
         let hash: ContentHash = hash.parse()?;
         let mut entries = lib.by_hash(&hash.to_hex()).await?;
         entries.retain(|e| visible(e));
@@ -45,8 +62,6 @@ async fn fetch(
         return Ok(HttpResponse::Ok().json(data(Value::Array(list))));
     }
     let path = r.params.path()?;
-    let collection = r.params.flag("collection");
-    let recursive = r.params.flag("recursive");
     if !r.principal.sees_protected() && protection.path_protected(&path) {
         return Err(ApiError::protected());
     }
@@ -58,8 +73,6 @@ async fn fetch(
             Err(e) => return Err(e.into()),
         }
     }
-    let offset = r.params.usize("offset")?.unwrap_or(0);
-    let limit = r.params.usize("limit")?;
     // Paging counts visible files only: for a file token, protected ones are left out first.
     let page = match r.principal.sees_protected() {
         true => (offset, limit),
@@ -87,6 +100,22 @@ async fn fetch(
     Ok(HttpResponse::Ok().json(data(Value::Object(map))))
 }
 
+/// Moves or renames a file with its meta (the uuid is kept); missing parents are created.
+#[utoipa::path(
+    put, path = "/api/files", operation_id = "moveFile", tag = "files",
+    request_body(content(
+        (crate::api::openapi::MoveBody = "application/json"),
+        (crate::api::openapi::MoveBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The file at its new path", body = crate::api::openapi::FileData),
+        (status = 404, description = "No such file", body = crate::api::openapi::Error),
+        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn move_file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -97,6 +126,22 @@ async fn move_file(
     Ok(HttpResponse::Ok().json(data(file_object(&entry, &base_url(&state.config, &req)))))
 }
 
+/// Copies a file with its meta; the copy gets a new uuid.
+#[utoipa::path(
+    put, path = "/api/files/copy", operation_id = "copyFile", tag = "files",
+    request_body(content(
+        (crate::api::openapi::MoveBody = "application/json"),
+        (crate::api::openapi::MoveBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The copy", body = crate::api::openapi::FileData),
+        (status = 404, description = "No such file", body = crate::api::openapi::Error),
+        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn copy_file(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -107,6 +152,17 @@ async fn copy_file(
     Ok(HttpResponse::Ok().json(data(file_object(&entry, &base_url(&state.config, &req)))))
 }
 
+/// Deletes a file and its meta.
+#[utoipa::path(
+    delete, path = "/api/files", operation_id = "deleteFile", tag = "files",
+    params(("path" = String, Query, description = "The file, relative to `uploads/` (`id` is accepted too)")),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 204, description = "The file and its meta are gone"),
+        (status = 404, description = "No such file", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn delete_file(
     state: web::Data<AppState>,
     r: WriteRequest,

@@ -21,6 +21,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A folder, or with `collection=true` its sub-folders keyed by name (by relative path when
 /// `recursive=true`).
+#[utoipa::path(
+    get, path = "/api/folders", operation_id = "getFolders", tag = "folders",
+    params(crate::api::openapi::FoldersQuery),
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "A folder, or its sub-folders keyed by name", body = crate::api::openapi::FoldersData),
+        (status = 404, description = "No such folder", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn fetch(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -28,14 +38,14 @@ async fn fetch(
 ) -> Result<HttpResponse, ApiError> {
     let base = base_url(&state.config, &req);
     let path = r.params.path()?;
-    if !r.params.flag("collection") {
+    // Every parameter is read before any is acted on, so a bad one is refused whatever path
+    // the call takes.
+    let (collection, recursive) = (r.params.flag("collection")?, r.params.flag("recursive")?);
+    if !collection {
         let info = state.library.folder(&path).await?;
         return Ok(HttpResponse::Ok().json(data(folder_object(&info, &base))));
     }
-    let subs = state
-        .library
-        .subfolders(&path, r.params.flag("recursive"))
-        .await?;
+    let subs = state.library.subfolders(&path, recursive).await?;
     let map: Map<String, Value> = subs
         .iter()
         .map(|f| {
@@ -50,6 +60,21 @@ async fn fetch(
     Ok(HttpResponse::Ok().json(data(Value::Object(map))))
 }
 
+/// Creates a folder (and missing parents).
+#[utoipa::path(
+    post, path = "/api/folders", operation_id = "createFolder", tag = "folders",
+    request_body(content(
+        (crate::api::openapi::PathBody = "application/json"),
+        (crate::api::openapi::PathBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The new folder", body = crate::api::openapi::FolderData),
+        (status = 409, description = "The folder exists", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn create(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -59,6 +84,22 @@ async fn create(
     Ok(HttpResponse::Ok().json(data(folder_object(&info, &base_url(&state.config, &req)))))
 }
 
+/// Moves or renames a folder with its `.meta` twin.
+#[utoipa::path(
+    put, path = "/api/folders", operation_id = "moveFolder", tag = "folders",
+    request_body(content(
+        (crate::api::openapi::MoveBody = "application/json"),
+        (crate::api::openapi::MoveBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The folder at its new path", body = crate::api::openapi::FolderData),
+        (status = 404, description = "No such folder", body = crate::api::openapi::Error),
+        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn rename(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -69,6 +110,22 @@ async fn rename(
     Ok(HttpResponse::Ok().json(data(folder_object(&info, &base_url(&state.config, &req)))))
 }
 
+/// Copies a folder with its `.meta` twin.
+#[utoipa::path(
+    put, path = "/api/folders/copy", operation_id = "copyFolder", tag = "folders",
+    request_body(content(
+        (crate::api::openapi::MoveBody = "application/json"),
+        (crate::api::openapi::MoveBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The folder at its new path", body = crate::api::openapi::FolderData),
+        (status = 404, description = "No such folder", body = crate::api::openapi::Error),
+        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn copy(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -79,10 +136,22 @@ async fn copy(
     Ok(HttpResponse::Ok().json(data(folder_object(&info, &base_url(&state.config, &req)))))
 }
 
+/// Deletes a folder with its `.meta` twin.
+#[utoipa::path(
+    delete, path = "/api/folders", operation_id = "deleteFolder", tag = "folders",
+    params(crate::api::openapi::FolderDeleteQuery),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 204, description = "The folder and its `.meta` twin are gone"),
+        (status = 404, description = "No such folder", body = crate::api::openapi::Error),
+        (status = 409, description = "The folder is not empty (without `recursive`)", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn delete(state: web::Data<AppState>, r: WriteRequest) -> Result<HttpResponse, ApiError> {
     state
         .library
-        .delete_folder(&r.params.path()?, r.params.flag("recursive"))
+        .delete_folder(&r.params.path()?, r.params.flag("recursive")?)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }

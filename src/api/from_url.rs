@@ -24,6 +24,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/files/from-url").route(web::post().to(from_url)));
 }
 
+/// The server fetches a URL into a folder, behind its SSRF guard; answers as an upload.
+#[utoipa::path(
+    post, path = "/api/files/from-url", operation_id = "uploadFromUrl", tag = "files",
+    request_body(content(
+        (crate::api::openapi::FromUrlBody = "application/json"),
+        (crate::api::openapi::FromUrlBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The stored file", body = crate::api::openapi::FileData),
+        (status = 403, description = "Upload from a URL is turned off", body = crate::api::openapi::Error),
+        (status = 409, description = "The name is taken (without `overwrite` or `rename`)", body = crate::api::openapi::Error),
+        (status = 413, description = "The fetched body, or this request's, is too large", body = crate::api::openapi::Error),
+        (status = 415, description = "The type is not accepted, or the content contradicts the name", body = crate::api::openapi::Error),
+        (status = 502, description = "The URL's host failed, timed out, or redirected too often", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn from_url(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -39,13 +57,13 @@ async fn from_url(
     let p = &r.params;
     let request = RemoteRequest::parse(
         &p.required_str("url")?,
-        p.str("method").as_deref(),
+        p.str("method")?.as_deref(),
         &caller_headers(p)?,
     )?;
     let folder = MediaPath::parse(&p.required_str("folder")?)?;
     let conflict = conflict_mode(p)?;
     let name = p
-        .str("name")
+        .str("name")?
         .map(|n| n.trim().to_string())
         .filter(|n| !n.is_empty());
 

@@ -11,6 +11,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/health").route(web::get().to(health)));
 }
 
+/// Whether the server is up, the reconcile's progress, and what needs attention. No token.
+#[utoipa::path(
+    get, path = "/api/health", operation_id = "health", tag = "server",
+    responses((status = 200, description = "The server's state", body = crate::api::openapi::Health)),
+)]
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let reconcile = match state.indexer.reconcile_state() {
         ReconcileState::Running => json!({ "state": "running" }),

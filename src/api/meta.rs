@@ -40,6 +40,21 @@ async fn edit(
     Ok(HttpResponse::Ok().json(data(file_object(&entry, &base_url(&state.config, &req)))))
 }
 
+/// Updates an existing meta field (dot notation for nested fields).
+#[utoipa::path(
+    patch, path = "/api/files/meta", operation_id = "updateMeta", tag = "files",
+    request_body(content(
+        (crate::api::openapi::MetaBody = "application/json"),
+        (crate::api::openapi::MetaBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The file with its new meta", body = crate::api::openapi::FileData),
+        (status = 404, description = "No such file, or no such field", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn update(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -48,6 +63,22 @@ async fn update(
     edit(req, state, r, |f, p| Ok(MetaEdit::Update(f, value(p)?))).await
 }
 
+/// Adds a meta field (dot notation for nested fields).
+#[utoipa::path(
+    post, path = "/api/files/meta", operation_id = "addMeta", tag = "files",
+    request_body(content(
+        (crate::api::openapi::MetaBody = "application/json"),
+        (crate::api::openapi::MetaBody = "application/x-www-form-urlencoded"),
+    )),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The file with its new meta", body = crate::api::openapi::FileData),
+        (status = 404, description = "No such file", body = crate::api::openapi::Error),
+        (status = 409, description = "The field exists", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn add(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -56,6 +87,20 @@ async fn add(
     edit(req, state, r, |f, p| Ok(MetaEdit::Add(f, value(p)?))).await
 }
 
+/// Deletes a meta field (dot notation for nested fields).
+#[utoipa::path(
+    delete, path = "/api/files/meta", operation_id = "deleteMeta", tag = "files",
+    params(
+        ("path" = String, Query, description = "The file"),
+        ("field" = String, Query, description = "The field, dot notation for nested ones"),
+    ),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The file with its new meta", body = crate::api::openapi::FileData),
+        (status = 404, description = "No such file, or no such field", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn remove(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -10,6 +10,7 @@ pub mod from_url;
 pub mod health;
 pub mod meta;
 pub mod objects;
+pub mod openapi;
 pub mod params;
 pub mod search;
 pub mod serve;
@@ -57,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .configure(search::configure)
                 .configure(folders::configure)
                 .configure(health::configure)
+                .configure(openapi::configure)
                 .default_service(web::to(not_found)),
         )
         .configure(serve::configure)
@@ -68,10 +70,9 @@ pub fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
-        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+async fn method_not_allowed(req: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed(
+        openapi::allowed_methods(req.path()),
         "Method not allowed on this route",
     ))
 }

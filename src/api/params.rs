@@ -77,33 +77,40 @@ impl Params {
         self.0.get(key)
     }
 
-    /// A parameter as text: strings as they are, numbers and booleans as written, null absent.
-    pub fn str(&self, key: &str) -> Option<String> {
-        match self.0.get(key)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            Value::Bool(b) => Some(b.to_string()),
-            _ => None,
+    /// A text parameter: absent or `null` is `None`; a JSON value that is not a string is a
+    /// 400 rather than a guess.
+    pub fn str(&self, key: &str) -> Result<Option<String>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(invalid(key, "a string")),
         }
     }
 
     pub fn required_str(&self, key: &str) -> Result<String, ApiError> {
-        self.str(key).ok_or_else(|| ApiError::missing_param(key))
+        self.str(key)?.ok_or_else(|| ApiError::missing_param(key))
     }
 
-    /// `true`, `1`, `yes`, `on` (any case) or JSON `true`.
-    pub fn flag(&self, key: &str) -> bool {
-        match self.0.get(key) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::Number(n)) => n.as_u64() == Some(1),
-            Some(Value::String(s)) => {
-                matches!(
-                    s.to_ascii_lowercase().as_str(),
-                    "true" | "1" | "yes" | "on" | "t"
-                )
-            }
-            _ => false,
-        }
+    /// A yes/no parameter: JSON `true`/`false`, `1`/`0`, or (any case) `true`, `1`, `yes`,
+    /// `on`, `t` / `false`, `0`, `no`, `off`, `f`, `""`. Absent is `false`; anything else is a
+    /// 400, so a misspelt `recursive=ture` never quietly means "no".
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        let yes = match self.0.get(key) {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(1) => Some(true),
+                Some(0) => Some(false),
+                _ => None,
+            },
+            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" | "t" => Some(true),
+                "false" | "0" | "no" | "off" | "f" | "" => Some(false),
+                _ => None,
+            },
+            Some(_) => None,
+        };
+        yes.ok_or_else(|| invalid(key, "true or false"))
     }
 
     pub fn usize(&self, key: &str) -> Result<Option<usize>, ApiError> {
@@ -118,14 +125,16 @@ impl Params {
         self.number(key, "an integer")
     }
 
-    /// A numeric parameter; `what` names the expected form in the error.
+    /// A numeric parameter: a JSON number or its decimal text; `what` names the expected form
+    /// in the error.
     fn number<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>, ApiError> {
-        match self.str(key) {
-            None => Ok(None),
-            Some(s) => s.trim().parse().map(Some).map_err(|_| {
-                ApiError::bad_request("invalid-parameter", format!("`{key}` must be {what}"))
-            }),
-        }
+        let text = match self.0.get(key) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(_) => return Err(invalid(key, what)),
+        };
+        text.parse().map(Some).map_err(|_| invalid(key, what))
     }
 
     /// A media path parameter.
@@ -150,6 +159,10 @@ impl Params {
     }
 }
 
+fn invalid(key: &str, what: &str) -> ApiError {
+    ApiError::bad_request("invalid-parameter", format!("`{key}` must be {what}"))
+}
+
 fn header_token<'a>(
     headers: &'a HeaderMap,
     name: &header::HeaderName,
@@ -164,28 +177,38 @@ fn header_token<'a>(
         .find_map(|s| v.strip_prefix(s).map(str::trim))
 }
 
-/// The files token of a request: param `token`, or `Authorization: Bearer|Token <t>`.
-pub fn files_token(params: &Params, headers: &HeaderMap) -> Option<String> {
-    presented(params, "token").or_else(|| {
-        header_token(
-            headers,
-            &header::AUTHORIZATION,
-            &["Bearer ", "Token ", "bearer ", "token "],
-        )
-        .map(String::from)
-    })
+/// The files token of a request: param `token`, or `Authorization: Bearer|Token <t>`. Both,
+/// with different values, is refused: which one was meant cannot be told.
+pub fn files_token(params: &Params, headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let header = header_token(
+        headers,
+        &header::AUTHORIZATION,
+        &["Bearer ", "Token ", "bearer ", "token "],
+    );
+    one_of(TokenKind::Files, presented(params, "token"), header)
 }
 
-/// The access token of a request: param `access_token`, or `X-Access-Token: <t>`.
-pub fn access_token(params: &Params, headers: &HeaderMap) -> Option<String> {
-    presented(params, "access_token").or_else(|| {
-        header_token(
-            headers,
-            &header::HeaderName::from_static("x-access-token"),
-            &[],
-        )
-        .map(String::from)
-    })
+/// The access token of a request: param `access_token`, or `X-Access-Token: <t>` (both, with
+/// different values, is refused).
+pub fn access_token(params: &Params, headers: &HeaderMap) -> Result<Option<String>, AuthError> {
+    let header = header_token(
+        headers,
+        &header::HeaderName::from_static("x-access-token"),
+        &[],
+    );
+    one_of(TokenKind::Access, presented(params, "access_token"), header)
+}
+
+fn one_of(
+    kind: TokenKind,
+    param: Option<String>,
+    header: Option<&str>,
+) -> Result<Option<String>, AuthError> {
+    match (param, header) {
+        (Some(p), Some(h)) if p != h => Err(AuthError::Conflicting(kind)),
+        (Some(p), _) => Ok(Some(p)),
+        (None, h) => Ok(h.map(String::from)),
+    }
 }
 
 /// A token param: present means a string; `null` or any other JSON value counts as empty, so
@@ -215,7 +238,7 @@ pub fn authenticate(
     headers: &HeaderMap,
     needs: Needs,
 ) -> Result<Principal, AuthError> {
-    let presented = files_token(params, headers);
+    let presented = files_token(params, headers)?;
     if needs == Needs::Browse {
         if let Some(t) = presented.as_deref().filter(|t| Signer::is_file_token(t)) {
             let issuer = state
@@ -236,7 +259,7 @@ pub fn authenticate(
         Some(
             state
                 .tokens
-                .check(TokenKind::Access, access_token(params, headers).as_deref())?,
+                .check(TokenKind::Access, access_token(params, headers)?.as_deref())?,
         )
     } else {
         None

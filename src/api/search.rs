@@ -17,6 +17,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(super::resource("/files/search").route(web::get().to(search)));
 }
 
+/// Full-text search over every file's meta, with filters, sorting and paging.
+#[utoipa::path(
+    get, path = "/api/files/search", operation_id = "searchFiles", tag = "files",
+    params(crate::api::openapi::SearchQuery),
+    security(("bearer" = []), ("token" = [])),
+    responses(
+        (status = 200, description = "A page of hits and how many there are", body = crate::api::openapi::SearchResult),
+        (status = 403, description = "`folder` is protected and the caller holds a file token", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 async fn search(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -57,28 +68,28 @@ fn parse_query(p: &Params) -> Result<SearchQuery, ApiError> {
             format!("`limit` must be at most {MAX_LIMIT}"),
         ));
     }
-    let folder = match p.str("folder") {
+    let folder = match p.str("folder")? {
         Some(f) => Some(MediaPath::parse(&f)?.as_str().to_string()),
         None => None,
     };
-    let sort = match p.str("sort").filter(|s| !s.is_empty()) {
+    let sort = match p.str("sort")?.filter(|s| !s.is_empty()) {
         Some(s) => Some(
             s.parse::<Sort>()
                 .map_err(crate::indexer::IndexerError::from)?,
         ),
         None => None,
     };
-    let text = |key: &str| {
-        p.str(key)
+    let text = |key: &str| -> Result<Option<String>, ApiError> {
+        Ok(p.str(key)?
             .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty()))
     };
     Ok(SearchQuery {
-        q: p.str("q").unwrap_or_default(),
+        q: p.str("q")?.unwrap_or_default(),
         folder,
-        mime: text("type"),
-        ext: text("ext").map(|e| e.trim_start_matches('.').to_string()),
-        tag: text("tag"),
+        mime: text("type")?,
+        ext: text("ext")?.map(|e| e.trim_start_matches('.').to_string()),
+        tag: text("tag")?,
         min_size: p.u64("min_size")?,
         max_size: p.u64("max_size")?,
         from: p.i64("from")?,

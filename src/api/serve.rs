@@ -244,14 +244,32 @@ enum Source {
     Disk(Arc<File>),
 }
 
+/// A file by path: ETag (BLAKE3), conditional requests, byte ranges, `?download`, `?thumb`.
+#[utoipa::path(
+    method(get, head), path = "/project/uploads/{path}", operation_id = "getFile", tag = "content",
+    params(("path" = String, Path, description = "The file, relative to `uploads/`, percent-encoded"), crate::api::openapi::ContentQuery),
+    responses(
+        (status = 200, description = "The file (or thumbnail)", content_type = "*/*", body = crate::api::openapi::Binary,
+            headers(("ETag" = String, description = "The BLAKE3 hash in quotes (`\"<hash>-<spec>\"` for a thumbnail)"),
+                    ("Cache-Control" = String, description = "`no-cache` (`private, no-cache` when protected)"))),
+        (status = 206, description = "The byte range(s) asked for", content_type = "*/*", body = crate::api::openapi::Binary),
+        (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
+        (status = 400, description = "The path is not a valid media path (`invalid-path`) or the hash is malformed", body = crate::api::openapi::Error),
+        (status = 403, description = "Protected, and no valid file token or signature (`file-protected`, `signature-invalid`, …)", body = crate::api::openapi::Error),
+        (status = 404, description = "No such file", body = crate::api::openapi::Error),
+        (status = 412, description = "If-Match / If-Unmodified-Since failed"),
+        (status = 416, description = "No range asked for is within the file", body = crate::api::openapi::Error),
+        (status = 500, description = "Something failed on the server", body = crate::api::openapi::Error),
+        (status = 503, description = "No thumbnail worker was free in time (`thumbnail-busy`, with Retry-After)", body = crate::api::openapi::Error),
+    ),
+)]
 async fn serve_upload(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
+        return Err(ApiError::method_not_allowed(
+            super::openapi::allowed_methods("/project/uploads/{path}"),
             "Files are read with GET or HEAD",
         ));
     }
@@ -297,6 +315,25 @@ async fn serve_upload(
     serve_entry(&req, &state, &p, ask).await
 }
 
+/// Content by its BLAKE3 hash: an immutable URL.
+#[utoipa::path(
+    method(get, head), path = "/media/{name}", operation_id = "getContent", tag = "content",
+    params(("name" = String, Path, description = "`<hash>` or `<hash>.<ext>` (the extension sets only the Content-Type)"), crate::api::openapi::ContentQuery),
+    responses(
+        (status = 200, description = "The file (or thumbnail)", content_type = "*/*", body = crate::api::openapi::Binary,
+            headers(("ETag" = String, description = "The BLAKE3 hash in quotes (`\"<hash>-<spec>\"` for a thumbnail)"),
+                    ("Cache-Control" = String, description = "`public, max-age=31536000, immutable` (`private, …` when protected)"))),
+        (status = 206, description = "The byte range(s) asked for", content_type = "*/*", body = crate::api::openapi::Binary),
+        (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
+        (status = 400, description = "The path is not a valid media path (`invalid-path`) or the hash is malformed", body = crate::api::openapi::Error),
+        (status = 403, description = "Protected, and no valid file token or signature (`file-protected`, `signature-invalid`, …)", body = crate::api::openapi::Error),
+        (status = 404, description = "No such file", body = crate::api::openapi::Error),
+        (status = 412, description = "If-Match / If-Unmodified-Since failed"),
+        (status = 416, description = "No range asked for is within the file", body = crate::api::openapi::Error),
+        (status = 500, description = "Something failed on the server", body = crate::api::openapi::Error),
+        (status = 503, description = "No thumbnail worker was free in time (`thumbnail-busy`, with Retry-After)", body = crate::api::openapi::Error),
+    ),
+)]
 async fn serve_media(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -34,6 +34,20 @@ fn stage_error(e: StageError) -> ApiError {
     }
 }
 
+/// Uploads one or more files (multipart). Every file passes the name, type and size rules
+/// before any is placed.
+#[utoipa::path(
+    post, path = "/api/files", operation_id = "uploadFiles", tag = "files",
+    request_body(content = crate::api::openapi::UploadForm, content_type = "multipart/form-data"),
+    security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
+    responses(
+        (status = 200, description = "The new file (an array when several were sent)", body = crate::api::openapi::UploadData),
+        (status = 409, description = "The name is taken (without `overwrite` or `rename`)", body = crate::api::openapi::Error),
+        (status = 413, description = "A file is larger than `media.max_file_size`", body = crate::api::openapi::Error),
+        (status = 415, description = "The type is not accepted, or the content contradicts the name", body = crate::api::openapi::Error),
+        crate::api::openapi::ApiErrors,
+    ),
+)]
 pub async fn upload(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -116,7 +130,7 @@ pub async fn upload(
 
 /// What to do when a name is taken: `overwrite`, `rename`, or refuse (409).
 pub(super) fn conflict_mode(params: &Params) -> Result<Conflict, ApiError> {
-    match (params.flag("overwrite"), params.flag("rename")) {
+    match (params.flag("overwrite")?, params.flag("rename")?) {
         (true, true) => Err(ApiError::bad_request(
             "invalid-parameter",
             "`overwrite` and `rename` exclude each other",

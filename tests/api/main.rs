@@ -9,6 +9,7 @@ mod folders;
 mod from_url;
 mod helpers;
 mod meta;
+mod openapi;
 mod paths;
 mod protected;
 mod search;
