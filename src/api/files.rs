@@ -155,7 +155,7 @@ async fn copy_file(
 /// Deletes a file and its meta.
 #[utoipa::path(
     delete, path = "/api/files", operation_id = "deleteFile", tag = "files",
-    params(("path" = String, Query, description = "The file, relative to `uploads/` (`id` is accepted too)")),
+    params(("path" = String, Query, description = "The file, relative to `uploads/` (`id` is accepted too)", example = "docs/welcome.md")),
     security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
     responses(
         (status = 204, description = "The file and its meta are gone"),

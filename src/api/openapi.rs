@@ -352,29 +352,37 @@ pub struct ThumbStats {
 #[derive(ToSchema)]
 pub struct PathBody {
     /// Relative to `uploads/` (`id` is accepted too).
+    #[schema(example = "movies/sg-2")]
     pub path: String,
 }
 
 /// A move or copy.
 #[derive(ToSchema)]
 pub struct MoveBody {
+    #[schema(example = "docs/welcome.md")]
     pub path: String,
+    #[schema(example = "docs/read-me-first.md")]
     pub new_path: String,
 }
 
 /// A meta field to update or add; `field` in dot notation for nested fields.
 #[derive(ToSchema)]
 pub struct MetaBody {
+    #[schema(example = "logo.png")]
     pub path: String,
+    #[schema(example = "alt")]
     pub field: String,
     /// Any JSON value.
+    #[schema(example = "The flextype logo")]
     pub value: Value,
 }
 
 /// A meta field to delete.
 #[derive(ToSchema)]
 pub struct MetaFieldBody {
+    #[schema(example = "logo.png")]
     pub path: String,
+    #[schema(example = "description")]
     pub field: String,
 }
 
@@ -430,7 +438,7 @@ pub struct FromUrlBody {
 #[derive(ToSchema)]
 pub struct SignUrlsBody {
     /// Paths of files: a list, or one path.
-    #[schema(schema_with = one_or_many)]
+    #[schema(schema_with = one_or_many, example = json!(["logo.png"]))]
     pub paths: Option<Vec<String>>,
     /// Content hashes: a list, or one hash.
     #[schema(schema_with = one_or_many)]
@@ -446,6 +454,7 @@ pub struct SignUrlsBody {
 #[allow(dead_code)]
 pub struct FilesQuery {
     /// A file or folder, relative to `uploads/` (`id` is accepted too).
+    #[param(example = "movies/sg-1/cover.jpg")]
     pub path: Option<String>,
     /// Every file with this content (64 hex) instead of a path.
     pub hash: Option<String>,
@@ -465,6 +474,7 @@ pub struct FilesQuery {
 #[allow(dead_code)]
 pub struct SearchQuery {
     /// Tantivy query syntax; `*` or empty = every file.
+    #[param(example = "welcome")]
     pub q: Option<String>,
     /// Only under this folder (and its sub-folders).
     pub folder: Option<String>,
@@ -492,6 +502,7 @@ pub struct SearchQuery {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct FoldersQuery {
+    #[param(example = "movies")]
     pub path: Option<String>,
     #[param(schema_with = flag)]
     pub collection: Option<bool>,

@@ -247,7 +247,7 @@ enum Source {
 /// A file by path: ETag (BLAKE3), conditional requests, byte ranges, `?download`, `?thumb`.
 #[utoipa::path(
     method(get, head), path = "/project/uploads/{path}", operation_id = "getFile", tag = "content",
-    params(("path" = String, Path, description = "The file, relative to `uploads/`, percent-encoded"), crate::api::openapi::ContentQuery),
+    params(("path" = String, Path, description = "The file, relative to `uploads/`, percent-encoded", example = "logo.png"), crate::api::openapi::ContentQuery),
     responses(
         (status = 200, description = "The file (or thumbnail)", content_type = "*/*", body = crate::api::openapi::Binary,
             headers(("ETag" = String, description = "The BLAKE3 hash in quotes (`\"<hash>-<spec>\"` for a thumbnail)"),
