@@ -7,7 +7,8 @@
 #
 # Reads: wrk (bench/load/reads.lua) rotates over static files, hash URLs, API objects, folder
 # listings, searches and thumbnails. Writes, at the same time, from bench/load/clients.py:
-# uploads of 1 KiB-10 MiB (log-uniform) and of images whose thumbnails are then asked for,
+# uploads of 1 KiB-10 MiB (log-uniform) and of images whose thumbnails are then asked for
+# (some under one shared name with rename=true, some over earlier ones with overwrite=true),
 # meta edits, moves, copies and deletes. Afterwards every acknowledged write must be on disk
 # with its BLAKE3, in the API and in search, and `flextype verify` must pass. The server's
 # VmRSS is sampled every second: start (seeded, before the load), peak, end, and after IDLE s.
@@ -212,7 +213,11 @@ row "  latency" "$(awk '$1 == "LOAD" && $2 == "latency" { print $3, $4, $5, "ms"
 row "  status classes" "2xx $R2, 3xx $R3, 4xx $R4, 5xx $R5; socket errors $SOCKET_ERRORS"
 row "uploads acked" "$(printf '%d (%d images), %.1f MiB, %.1f/s' "$UPLOADS_ACKED" \
     "$(wcount upload-image 2xx)" "$UPLOAD_MIB" "$(per_s "$UPLOADS_ACKED")")"
-row "  read back by hash" "$(wcount read-back 2xx) of $UPLOADS_ACKED"
+row "  under a shared name (rename=true)" \
+    "$(jq -r 'select(.op == "upload") | .path' "$TMP/writes.jsonl" | grep -c '^incoming/shared/')"
+row "overwrites acked (overwrite=true)" "$(acked overwrite)"
+row "  uploads read back by hash" \
+    "$(wcount read-back 2xx) of $((UPLOADS_ACKED + $(acked overwrite)))"
 row "  thumbnails of new images" "$(wcount thumb-new 2xx)"
 row "meta edits acked" "$(printf '%d (%.1f/s)' "$META_ACKED" "$(per_s "$META_ACKED")")"
 row "moves / copies / deletes acked" "$(acked move) / $(acked copy) / $(acked delete)"
@@ -221,6 +226,8 @@ row "  write status classes" \
 row "thumbnails made by the server" "$(jq -r '.thumbs.generated' <<<"$HEALTH")"
 row "lost writes" "$LOST ($(grep '^CHECKED' "$TMP/check.out" || echo 'the check did not finish'))"
 row "flextype verify" "exit $verify_rc"
+row "server log: WARN / ERROR lines" "$(sed 's/\x1b\[[0-9;]*m//g' "$TMP/flextype.log" |
+    awk '$2 == "WARN" { w++ } $2 == "ERROR" { e++ } END { printf "%d / %d", w, e }')"
 row "5xx" "$((R5 + W5))"
 row "RSS start / peak / end / idle" \
     "$RSS_START / $RSS_PEAK / $RSS_END / $RSS_IDLE MiB (idle: ${IDLE}s after the load)"

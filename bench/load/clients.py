@@ -14,7 +14,9 @@ Writers (threads, one keep-alive connection each):
   uploaders  POST /api/files of random bytes, sizes log-uniform 1 KiB - 10 MiB (text up to
              128 KiB, an MP4 box then random bytes above), and of images made unique by a
              comment, whose thumbnails are then asked for (real work, since each is new
-             content); every upload is read back by hash URL at once
+             content); some under one name all uploaders use (rename=true), some over their
+             own earlier uploads (overwrite=true, racing the editors of those files); every
+             upload is read back by hash URL at once
   editors    PATCH/POST /api/files/meta with values that carry a unique word, on seeded files
              and on uploads handed to them; each file has one editor, so the last acknowledged
              value is the one that must remain
@@ -334,15 +336,20 @@ class Log:
             self.f.flush()
 
 
-def multipart(folder, name, payload):
+def multipart(fields, name, payload):
+    """A multipart body: the text FIELDS first (as the server wants them before the file),
+    then the file."""
     boundary = "load" + uuid.uuid4().hex
-    head = (
-        '--%s\r\nContent-Disposition: form-data; name="folder"\r\n\r\n%s\r\n'
+    head = "".join(
+        '--%s\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (boundary, k, v)
+        for k, v in fields.items()
+    )
+    head += (
         '--%s\r\nContent-Disposition: form-data; name="file"; filename="%s"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n" % (boundary, folder, boundary, name)
-    ).encode()
+        "Content-Type: application/octet-stream\r\n\r\n" % (boundary, name)
+    )
     tail = ("\r\n--%s--\r\n" % boundary).encode()
-    return head + payload + tail, "multipart/form-data; boundary=" + boundary
+    return head.encode() + payload + tail, "multipart/form-data; boundary=" + boundary
 
 
 def unique_image(rng, data, ext):
@@ -356,36 +363,69 @@ def unique_image(rng, data, ext):
     return data[:33] + packed + data[33:]  # after the signature (8) and IHDR (25)
 
 
+def log_uniform(rng, lo, hi):
+    return int(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+def content(rng, pool, ext):
+    """New bytes for a file of extension EXT: an image from POOL made unique, text, or an MP4
+    box followed by random bytes."""
+    if ext in ("jpg", "png"):
+        src = rng.choice([p for p in pool if p.endswith("." + ext)])
+        with open(src, "rb") as f:
+            return unique_image(rng, f.read(), ext)
+    if ext == "txt":
+        return text_bytes(rng, log_uniform(rng, MIN_UPLOAD, MAX_TEXT))
+    return MP4_HEAD + os.urandom(log_uniform(rng, MAX_TEXT, MAX_UPLOAD) - len(MP4_HEAD))
+
+
+def random_content(rng, pool):
+    """(operation, extension, bytes): an image from POOL one time in five, else random content
+    of a log-uniform size, 1 KiB - 10 MiB (text up to 128 KiB, MP4 above)."""
+    if rng.random() < 0.2 and pool:
+        ext = rng.choice(pool).rsplit(".", 1)[1]
+        return "upload-image", ext, content(rng, pool, ext)
+    size = log_uniform(rng, MIN_UPLOAD, MAX_UPLOAD)
+    if size <= MAX_TEXT:
+        return "upload", "txt", text_bytes(rng, size)
+    return "upload", "mp4", MP4_HEAD + os.urandom(size - len(MP4_HEAD))
+
+
 def uploader(n, ctx):
+    """Uploads under names of its own; one time in ten a name every uploader uses, with
+    `rename=true` (each must get a path of its own); and one time in twelve new content over
+    one of its earlier uploads that no mover has, with `overwrite=true`."""
     rng = random.Random(1000 + n)
     c = Client(ctx["base"], ctx["files"], ctx["access"], ctx["stats"])
-    pool = ctx["pool"]
+    kept = []  # (path, extension) of uploads no mover will touch
     i = 0
     while ctx["stats"].running(ctx["deadline"]):
         i += 1
-        folder = "incoming/u%d/%s" % (n, rng.choice(WORDS))
-        if rng.random() < 0.2 and pool:
-            src = rng.choice(pool)
-            ext = src.rsplit(".", 1)[1]
-            with open(src, "rb") as f:
-                payload = unique_image(rng, f.read(), ext)
-            op = "upload-image"
+        op, ext, payload = random_content(rng, ctx["pool"])
+        x = rng.random()
+        if x < 0.1:
+            fields = {"folder": "incoming/shared", "rename": "true"}
+            name = "%s.%s" % (rng.choice(WORDS[:3]), ext)
+        elif x < 0.18 and kept:
+            path, ext = kept[rng.randrange(len(kept))]
+            op, payload = "overwrite", content(rng, ctx["pool"], ext)
+            folder, name = path.rsplit("/", 1)
+            fields = {"folder": folder, "overwrite": "true"}
         else:
-            size = int(math.exp(rng.uniform(math.log(MIN_UPLOAD), math.log(MAX_UPLOAD))))
-            if size <= MAX_TEXT:
-                ext, payload = "txt", text_bytes(rng, size)
-            else:
-                ext, payload = "mp4", MP4_HEAD + os.urandom(size - len(MP4_HEAD))
-            op = "upload"
-        name = "%s-%s-u%d-%d.%s" % (rng.choice(WORDS), rng.choice(WORDS), n, i, ext)
+            fields = {"folder": "incoming/u%d/%s" % (n, rng.choice(WORDS))}
+            name = "%s-%s-u%d-%d.%s" % (rng.choice(WORDS), rng.choice(WORDS), n, i, ext)
         want = b3sum(payload)
-        body, ctype = multipart(folder, name, payload)
+        body, ctype = multipart(fields, name, payload)
         r = c.call(op, "POST", "/api/files", body, {"Content-Type": ctype})
         if r is None or r[0] != 200:
             continue
         obj = json.loads(r[1])["data"]
         ctx["log"].write(
-            op="upload", path=obj["path"], hash=want, size=len(payload), answered_hash=obj["hash"]
+            op="overwrite" if op == "overwrite" else "upload",
+            path=obj["path"],
+            hash=want,
+            size=len(payload),
+            answered_hash=obj["hash"],
         )
         with ctx["stats"].lock:
             ctx["stats"].bytes += len(payload)
@@ -393,25 +433,23 @@ def uploader(n, ctx):
         r = c.call("read-back", "GET", "/media/%s.%s" % (want, ext))
         if r and r[0] == 200 and b3sum(r[1]) != want:
             ctx["stats"].add("read-back", "mismatch", "%s: served other bytes" % obj["path"])
-        if op == "upload-image":
+        if ext in ("jpg", "png"):
             for spec in THUMB_SPECS:
-                r = c.call(
-                    "thumb-new",
-                    "GET",
-                    "/project/uploads/%s?thumb=%s" % (urllib.parse.quote(obj["path"]), spec),
-                )
-                if r and r[0] == 200:
-                    etag = r[2].getheader("ETag", "")
-                    if etag != '"%s-%s"' % (want, spec):
-                        ctx["stats"].add(
-                            "thumb-new", "mismatch", "%s: ETag %s" % (obj["path"], etag)
-                        )
+                url = "/project/uploads/%s?thumb=%s" % (urllib.parse.quote(obj["path"]), spec)
+                r = c.call("thumb-new", "GET", url)
+                etag = r[2].getheader("ETag", "") if r and r[0] == 200 else None
+                if etag is not None and etag != '"%s-%s"' % (want, spec):
+                    ctx["stats"].add("thumb-new", "mismatch", "%s: ETag %s" % (obj["path"], etag))
+        if op == "overwrite":
+            continue
         # Hand the file on: most to an editor, some to the mover, the rest left alone.
         x = rng.random()
         if x < 0.6:
             ctx["edit_queues"][i % len(ctx["edit_queues"])].put(obj["path"])
         elif x < 0.85:
             ctx["move_queue"].put(obj)
+            continue
+        kept.append((obj["path"], ext))
 
 
 def editor(n, ctx):
@@ -547,15 +585,25 @@ def check(base, files_token, uploads, log_path):
     edits = {}  # (path, field) -> last acknowledged record
     maybe = {}  # (path, field) -> values sent after it without an answer
     stats = None
+    lost = []
+
+    def lose(msg):
+        lost.append(msg)
+        print("LOST " + msg)
+
     with open(log_path) as f:
         for line in f:
             rec = json.loads(line)
             op = rec["op"]
-            if op == "upload":
+            if op in ("upload", "overwrite"):
+                if op == "upload" and rec["path"] in files:
+                    lose("upload %s: a later upload was answered with its path" % rec["path"])
+                if op == "overwrite" and rec["path"] not in files:
+                    lose("overwrite %s: answered with another path" % rec["path"])
                 files[rec["path"]] = rec["hash"]
                 if rec["answered_hash"] != rec["hash"]:
-                    print(
-                        "LOST upload %s: answered hash %s, sent %s"
+                    lose(
+                        "upload %s: answered hash %s, sent %s"
                         % (rec["path"], rec["answered_hash"], rec["hash"])
                     )
             elif op == "move":
@@ -580,17 +628,12 @@ def check(base, files_token, uploads, log_path):
     host = urllib.parse.urlsplit(base).netloc
     conn = http.client.HTTPConnection(host, timeout=TIMEOUT)
     tok = urllib.parse.quote(files_token)
-    lost = []
 
     def get(path):
         conn.request("GET", path)
         resp = conn.getresponse()
         body = resp.read()
         return resp.status, (json.loads(body) if body else None)
-
-    def lose(msg):
-        lost.append(msg)
-        print("LOST " + msg)
 
     # The bytes on disk, then the API's object of each file.
     on_disk = b3sum_files([os.path.join(uploads, p) for p in files])
