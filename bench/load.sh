@@ -247,8 +247,10 @@ failed=()
 if ((${#failed[@]})); then
     echo
     printf 'FAIL: %s\n' "${failed[@]}"
-    grep -h '^LOAD failure\|^LOST' "$TMP/wrk.out" "$TMP/check.out" | head -n 20 || true
-    sed -n '/^  /p' "$TMP/writers.out" | head -n 20
+    # What failed: wrk's first non-2xx answers, the lost writes, the writers' failed answers
+    # (each distinct one once, with its count).
+    { grep -h '^LOAD failure\|^LOST' "$TMP/wrk.out" "$TMP/check.out" || true; } | head -n 20
+    sed -n 's/^  //p' "$TMP/writers.out" | sort | uniq -c | sort -rn | head -n 10
     exit 1
 fi
 echo
