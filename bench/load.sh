@@ -237,7 +237,8 @@ row "load average before / after" "$LOAD_BEFORE / $LOAD_AFTER ($(nproc) cores)"
 
 failed=()
 ((R5 + W5 == 0)) || failed+=("$((R5 + W5)) answers were 5xx")
-((LOST == 0 && check_rc == 0)) || failed+=("$LOST acknowledged writes were lost")
+((LOST == 0)) || failed+=("$LOST acknowledged writes were lost")
+((LOST > 0 || check_rc == 0)) || failed+=("the check failed: $(tail -n 3 "$TMP/check.out")")
 ((R4 + W4 == 0)) || failed+=("$((R4 + W4)) answers were 4xx")
 ((R3 == 0)) || failed+=("$R3 answers were 3xx")
 ((SOCKET_ERRORS + WERR == 0)) || failed+=("$((SOCKET_ERRORS + WERR)) transport errors")
