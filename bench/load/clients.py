@@ -56,10 +56,6 @@ MP4_HEAD = b"\0\0\0\x18ftypisom\0\0\2\0isommp41"
 TIMEOUT = 120
 
 
-def log(msg):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
-
 def text_bytes(rng, size):
     """ASCII text of exactly SIZE bytes, in lines of words from WORDS."""
     out, n = [], 0
