@@ -97,6 +97,15 @@ ${2:-}
 EOF
 }
 
+# create_token KIND — a new files or access token for the project in $TMP/flextype.yaml, printed.
+create_token() {
+    local t
+    t=$("$FLEXTYPE_BIN" token create --kind "$1" --title bench --config "$TMP/flextype.yaml" \
+        2>>"$TMP/token.log" | tail -n1)
+    [[ $t =~ ^[0-9a-f]{32}$ ]] || die "flextype token create --kind $1 printed '$t', not a 32-hex token"
+    echo "$t"
+}
+
 # start_flextype — runs the server in the background; sets FT_PID.
 start_flextype() {
     "$FLEXTYPE_BIN" serve --config "$TMP/flextype.yaml" >"$TMP/flextype.log" 2>&1 &

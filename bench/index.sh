@@ -63,9 +63,7 @@ for i in range(n):
         f.write(("%s file %d\n" % (words[i % len(words)], i)) * (1 + i % 60))
 EOF
 
-"$FLEXTYPE_BIN" --config "$TMP/flextype.yaml" token create --kind files --title bench \
-    >"$TMP/token" 2>"$TMP/token.err" || die "token create failed: $(cat "$TMP/token.err")"
-TOKEN=$(tr -d '[:space:]' <"$TMP/token")
+TOKEN=$(create_token files)
 
 health() { curl -sS --max-time 5 "$URL/api/health"; }
 # reconciled — the health body once the start-up reconcile is done.

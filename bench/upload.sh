@@ -45,14 +45,8 @@ printf '\0\0\0\030ftypisom\0\0\2\0isommp41' | dd of="$BIG" conv=notrunc status=n
 FT_PORT=$(free_port)
 # The default max_file_size (256 MiB) would refuse the upload with a 413.
 write_flextype_config "$FT_PORT" "media: { max_file_size: $((UPLOAD_BYTES + 1048576)) }"
-token() {
-    local t
-    t=$("$FLEXTYPE_BIN" token create --kind "$1" --config "$TMP/flextype.yaml" 2>>"$TMP/token.log" | tail -n1)
-    [[ $t =~ ^[0-9a-f]{32}$ ]] || die "flextype token create --kind $1 printed '$t', not a 32-hex token"
-    echo "$t"
-}
-FILES=$(token files)
-ACCESS=$(token access)
+FILES=$(create_token files)
+ACCESS=$(create_token access)
 start_flextype
 wait_200 "http://127.0.0.1:$FT_PORT/api/health" "$FT_PID" "$TMP/flextype.log"
 log "flextype pid $FT_PID on 127.0.0.1:$FT_PORT"
