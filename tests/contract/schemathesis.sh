@@ -34,12 +34,8 @@ mkdir -p "$TMP/project"
 cp -r project/uploads "$TMP/project/uploads"
 # Outbound fetches fail fast: the addresses Schemathesis makes up are refused or unreachable.
 write_flextype_config "$port" "media: { from_url: { timeout_s: 2 } }"
-token() {
-    "$FLEXTYPE_BIN" --config "$TMP/flextype.yaml" token create --kind "$1" --title schemathesis \
-        2>>"$TMP/token.log" | tail -n1
-}
-FLEXTYPE_FILES_TOKEN=$(token files)
-FLEXTYPE_ACCESS_TOKEN=$(token access)
+FLEXTYPE_FILES_TOKEN=$(create_token files)
+FLEXTYPE_ACCESS_TOKEN=$(create_token access)
 export FLEXTYPE_FILES_TOKEN FLEXTYPE_ACCESS_TOKEN
 start_flextype
 wait_200 "http://127.0.0.1:$port/api/health" "$FT_PID" "$TMP/flextype.log"
