@@ -13,7 +13,7 @@ use std::time::Duration;
 use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{
-    new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
+    new_debouncer_opt, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -57,7 +57,7 @@ pub fn watch(
     tx: UnboundedSender<Vec<Observed>>,
 ) -> notify::Result<Watcher> {
     let root = uploads.to_path_buf();
-    let mut debouncer = new_debouncer(quiet, None, move |result: DebounceEventResult| {
+    let handler = move |result: DebounceEventResult| {
         let batch = match result {
             Ok(events) => translate(&root, &events),
             Err(errors) => {
@@ -70,8 +70,14 @@ pub fn watch(
         if !batch.is_empty() {
             let _ = tx.send(batch);
         }
-    })
-    .map_err(|e| e.add_path(uploads.to_path_buf()))?;
+    };
+    // Symlinks are not followed: a link to a folder elsewhere would have every folder below
+    // it watched (a link to `/usr` is tens of thousands of watches, enough to reach the
+    // inotify limit), and a link to a folder inside the tree would have that folder's events
+    // reported under the link's path, so a dropped file got its meta there.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut debouncer = new_debouncer_opt(quiet, None, handler, RecommendedCache::new(), config)
+        .map_err(|e| e.add_path(uploads.to_path_buf()))?;
     debouncer.watch(uploads, RecursiveMode::Recursive)?;
     Ok(Watcher {
         _debouncer: debouncer,

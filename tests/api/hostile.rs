@@ -1,0 +1,193 @@
+//! A hostile tree dropped by hand before the server starts (docs/HOSTILE-TREE.md): thousands
+//! of files in one folder, folders 50 deep, names with every awkward byte Linux allows,
+//! symlink loops and links out of the tree, unreadable files and folders, special files and a
+//! 50 MB meta file. Everything acceptable is served; everything else is refused the way the
+//! docs say and listed in `/api/health`; nothing crashes, hangs or loops.
+//!
+//! Permissions only count for an unprivileged process, and tests run as root: there the
+//! server runs as `nobody` (a child process), over a temp folder handed to that user.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::{precreate_tokens, serve_as, Served};
+use crate::helpers::*;
+
+/// uid and gid of `nobody`, the user the server runs as when the tests run as root.
+const NOBODY: (u32, u32) = (65534, 65534);
+/// How long anything may take on a busy machine: generous, it only stops a hang.
+const DEADLINE: Duration = Duration::from_secs(300);
+/// How long a file dropped by hand may take to get its meta.
+const WATCH_DEADLINE: Duration = Duration::from_secs(30);
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A temp folder holding a project (and things outside it), reachable by the user the
+/// server runs as. Entries made unreadable get their permissions back when it is dropped,
+/// so the folder can be removed also when the tests do not run as root.
+struct Site {
+    dir: tempfile::TempDir,
+    project: PathBuf,
+    user: Option<(u32, u32)>,
+    locked: Vec<PathBuf>,
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        for p in &self.locked {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(project.join("uploads/.meta")).unwrap();
+        Site {
+            dir,
+            project,
+            user: is_root().then_some(NOBODY),
+            locked: Vec::new(),
+        }
+    }
+
+    fn uploads(&self) -> PathBuf {
+        self.project.join("uploads")
+    }
+
+    /// The on-disk path of a path under `uploads/` given as raw bytes.
+    fn at(&self, rel: &[u8]) -> PathBuf {
+        self.uploads().join(OsStr::from_bytes(rel))
+    }
+
+    /// Writes a file under `uploads/` (any bytes but `/` and NUL in its name).
+    fn put(&self, rel: &[u8], bytes: &[u8]) -> PathBuf {
+        let p = self.at(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    fn link(&self, rel: &str, target: impl AsRef<Path>) {
+        let p = self.at(rel.as_bytes());
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+    }
+
+    /// Hands everything to the server's user, then locks what was marked.
+    fn hand_over(&self) {
+        if let Some((uid, gid)) = self.user {
+            std::os::unix::fs::chown(self.dir.path(), Some(uid), Some(gid)).unwrap();
+            for e in walkdir::WalkDir::new(self.dir.path()).follow_links(false) {
+                let e = e.unwrap();
+                std::os::unix::fs::lchown(e.path(), Some(uid), Some(gid)).unwrap();
+            }
+        }
+        for p in &self.locked {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o000)).unwrap();
+        }
+    }
+
+    /// Starts `flextype serve` over the project, watching it, as the server's user.
+    async fn serve(&self, tag: &str) -> (Served, String) {
+        let (files, _) = precreate_tokens(&self.project);
+        self.hand_over();
+        let envs = [("FLEXTYPE__WATCH__ENABLED", "true")];
+        let served = serve_as(self.dir.path(), &self.project, tag, "", &envs, self.user).await;
+        (served, files)
+    }
+}
+
+/// Polls `/api/health` until the start-up reconcile is done; its `reconcile` object.
+async fn reconciled(server: &Served) -> Value {
+    until("the start-up reconcile", DEADLINE, || async {
+        let h = server.health().await;
+        (h["reconcile"]["state"] == "done").then(|| h["reconcile"].clone())
+    })
+    .await
+}
+
+/// The number of inotify watches a process holds.
+fn inotify_watches(pid: i32) -> usize {
+    let mut watches = 0;
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let is_inotify =
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.to_string_lossy().contains("inotify"));
+        if is_inotify {
+            let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+            let text = std::fs::read_to_string(info).unwrap_or_default();
+            watches += text
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
+        }
+    }
+    watches
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_to_a_folder_in_the_tree_does_not_take_over_the_events_of_that_folder() {
+    // Watching through links reported a file dropped into `real/` under one of the links'
+    // paths (whichever the watch walk met last), so its meta was written there.
+    let app = spawn_app_with(|cfg| {
+        cfg.watch.enabled = true;
+        let uploads = cfg.project.join("uploads");
+        std::fs::create_dir_all(uploads.join("real")).unwrap();
+        for link in ["aalias", "mlink", "zalias"] {
+            std::os::unix::fs::symlink("real", uploads.join(link)).unwrap();
+        }
+    })
+    .await;
+    app.put_file("real/dropped.txt", b"dropped by hand\n");
+    until("meta for the dropped file", WATCH_DEADLINE, || async {
+        app.meta_path("real/dropped.txt").is_file().then_some(())
+    })
+    .await;
+    for link in ["aalias", "mlink", "zalias"] {
+        let twin = app.uploads().join(".meta").join(link);
+        assert!(!twin.exists(), "meta was written under the link {link}");
+    }
+    let body = app
+        .wait_search(
+            &[("q", "dropped")],
+            &["real/dropped.txt"],
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(body["total"], 1, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_link_to_a_big_folder_outside_the_tree_adds_no_watches_outside_it() {
+    // Watching followed links, so a link to a large folder elsewhere (`/usr`: 15,000
+    // folders) had every folder below it watched, delaying the start by seconds and
+    // spending the inotify watch limit.
+    let site = Site::new();
+    let outside = site.dir.path().join("outside");
+    for i in 0..300 {
+        std::fs::create_dir_all(outside.join(format!("sub{i:03}"))).unwrap();
+    }
+    site.put(b"inside/a.txt", b"a\n");
+    site.link("inside/elsewhere", &outside);
+    site.link("root", "/");
+    let (server, _) = site.serve("outside-links").await;
+    reconciled(&server).await;
+    let watches = inotify_watches(server.child.pid());
+    assert!(
+        (1..50).contains(&watches),
+        "{watches} inotify watches for a tree of a few folders"
+    );
+}
