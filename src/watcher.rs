@@ -78,10 +78,40 @@ pub fn watch(
     let config = notify::Config::default().with_follow_symlinks(false);
     let mut debouncer = new_debouncer_opt(quiet, None, handler, RecommendedCache::new(), config)
         .map_err(|e| e.add_path(uploads.to_path_buf()))?;
-    debouncer.watch(uploads, RecursiveMode::Recursive)?;
+    watch_readable(&mut debouncer, uploads)?;
     Ok(Watcher {
         _debouncer: debouncer,
     })
+}
+
+/// Watches `dir` and every folder below it that can be read. A recursive watch fails as a
+/// whole on the first folder it may not read (inotify needs read access), so then each
+/// sub-folder is watched on its own, leaving out only the unreadable ones; the reconcile
+/// reports those.
+fn watch_readable(
+    debouncer: &mut Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    dir: &Path,
+) -> notify::Result<()> {
+    match debouncer.watch(dir, RecursiveMode::Recursive) {
+        Err(e) if is_permission_denied(&e) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "a folder cannot be watched; watching its sub-folders one by one");
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return Ok(());
+            };
+            for entry in entries.flatten() {
+                // `file_type` does not follow symlinks.
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    watch_readable(debouncer, &entry.path())?;
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn is_permission_denied(e: &notify::Error) -> bool {
+    matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 /// Debounced notify events as observations, in order, with ignored paths dropped.
