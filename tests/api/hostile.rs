@@ -13,6 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::cli::{precreate_tokens, serve_as, Served};
@@ -220,4 +221,31 @@ async fn an_unreadable_folder_does_not_stop_the_watch_of_the_rest_of_the_tree() 
         })
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_too_long_for_its_meta_file_is_refused_and_its_folder_still_lists() {
+    // A name of 251 to 255 bytes is allowed by the filesystem, but its meta file's name
+    // (`<name>.yaml`) is not: the file could never get meta, reading it failed with 500, and
+    // so did the listing of every folder holding one.
+    let long = "x".repeat(251);
+    let app = spawn_app_with(|cfg| {
+        let folder = cfg.project.join("uploads/long");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(&long), b"long\n").unwrap();
+        std::fs::write(folder.join("ok.txt"), b"ok\n").unwrap();
+    })
+    .await;
+    let listing = app.get_api("/api/files", &[("path", "long")]).await;
+    assert_eq!(listing.status(), StatusCode::OK);
+    let body: Value = listing.json().await.unwrap();
+    let names: Vec<&String> = body["data"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["ok.txt"], "{body}");
+    let res = app.fetch(&format!("long/{long}")).await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-path").await;
+    let res = app
+        .upload("long", &format!("{}.txt", "y".repeat(248)), b"y")
+        .await;
+    assert_error(res, StatusCode::BAD_REQUEST, "invalid-path").await;
+    assert!(temp_files(&app.uploads()).is_empty());
 }
