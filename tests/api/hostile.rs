@@ -249,3 +249,68 @@ async fn a_name_too_long_for_its_meta_file_is_refused_and_its_folder_still_lists
     assert_error(res, StatusCode::BAD_REQUEST, "invalid-path").await;
     assert!(temp_files(&app.uploads()).is_empty());
 }
+
+/// Makes a FIFO (named pipe) at `path`.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "{path:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_meta_file_that_is_a_fifo_or_a_folder_hangs_nothing_and_is_reported() {
+    // Reading a meta file that was a FIFO blocked a thread forever (the start-up reconcile
+    // never ended); one that was a folder answered 500 and broke its folder's listing.
+    let start = spawn_app_with(|cfg| {
+        let uploads = cfg.project.join("uploads");
+        std::fs::create_dir_all(uploads.join(".meta/special/folder.txt.yaml")).unwrap();
+        mkfifo(&uploads.join(".meta/special/fifo.txt.yaml"));
+        std::fs::create_dir_all(uploads.join("special")).unwrap();
+        for name in ["fifo.txt", "folder.txt", "plain.txt"] {
+            std::fs::write(uploads.join("special").join(name), name).unwrap();
+        }
+        mkfifo(&uploads.join("special/pipe"));
+    });
+    let app = tokio::time::timeout(Duration::from_secs(60), start)
+        .await
+        .expect("the server started and finished its start-up reconcile");
+    let body: Value = app
+        .get_api("/api/files", &[("path", "special")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&String> = body["data"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["fifo.txt", "folder.txt", "plain.txt"], "{body}");
+    for name in ["fifo.txt", "folder.txt"] {
+        let rel = format!("special/{name}");
+        let object = &body["data"][name];
+        assert_eq!(object["hash"], blake3_hex(name.as_bytes()), "{object}");
+        // Meta that cannot be read may be what said `protected: true`.
+        let res = app
+            .client
+            .get(app.url(&format!("/{}", object["url"].as_str().unwrap())))
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, StatusCode::FORBIDDEN, "file-protected").await;
+        let problem = app.health().await["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["path"] == rel.as_str())
+            .cloned();
+        let problem = problem.unwrap_or_else(|| panic!("no problem listed for {rel}"));
+        assert_eq!(problem["code"], "invalid-meta", "{problem}");
+        assert_eq!(problem["message"], "not a regular file", "{problem}");
+    }
+    use std::os::unix::fs::FileTypeExt;
+    let meta = app.uploads().join(".meta/special");
+    assert!(std::fs::metadata(meta.join("fifo.txt.yaml"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(meta.join("folder.txt.yaml").is_dir());
+    let res = app.fetch("special/pipe").await;
+    assert_error(res, StatusCode::NOT_FOUND, "file-not-found").await;
+}
