@@ -71,6 +71,8 @@ pub enum LibraryError {
     NotAFile,
     #[error("Path is not a folder")]
     NotAFolder,
+    #[error("The server is not allowed to read this file or folder (permission denied)")]
+    Unreadable,
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -95,6 +97,7 @@ impl LibraryError {
             L::SystemField(_) => "system-field",
             L::NotAFile => "not-a-file",
             L::NotAFolder => "not-a-folder",
+            L::Unreadable => "unreadable",
             L::Io(_) => "internal-error",
         }
     }
@@ -239,6 +242,15 @@ fn not_found_as(e: io::Error, err: LibraryError) -> LibraryError {
         err
     } else {
         LibraryError::Io(e)
+    }
+}
+
+/// An error met while reading a file or folder: gone is `not_found`, and one the server
+/// may not read is [`LibraryError::Unreadable`] (a person's choice, not a server fault).
+fn read_error(e: io::Error, not_found: LibraryError) -> LibraryError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => LibraryError::Unreadable,
+        _ => not_found_as(e, not_found),
     }
 }
 
@@ -459,11 +471,12 @@ impl Library {
     /// Hashes, sniffs and reads EXIF; retries while the file is still changing under it.
     fn facts(&self, path: &Path, p: &MediaPath, size: u64, modified: SystemTime) -> Result<Facts> {
         let (mut size, mut modified) = (size, modified);
+        let unreadable = |e| read_error(e, LibraryError::FileNotFound);
         for _ in 0..3 {
-            let (hash, read) = hash_file(path)?;
+            let (hash, read) = hash_file(path).map_err(unreadable)?;
             let md = std::fs::metadata(path)?;
             if read == size && md.len() == size && md.modified()? == modified {
-                let head = read_head(path)?;
+                let head = read_head(path).map_err(unreadable)?;
                 let ext = names::split_name(p.name()).1.to_ascii_lowercase();
                 let mime = sniff::mime_type(&head, &ext);
                 let exif = exif::extract(path, &mime);
@@ -489,8 +502,7 @@ impl Library {
             return Err(LibraryError::NotAFile);
         }
         let path = self.layout().file(p)?;
-        let md =
-            std::fs::metadata(&path).map_err(|e| not_found_as(e, LibraryError::FileNotFound))?;
+        let md = std::fs::metadata(&path).map_err(|e| read_error(e, LibraryError::FileNotFound))?;
         if md.is_dir() {
             return Err(LibraryError::NotAFile);
         }
@@ -514,7 +526,7 @@ impl Library {
         for p in paths {
             match self.file(&p).await {
                 Ok(e) if e.hash() == Some(hash) => out.push(e),
-                Ok(_) | Err(LibraryError::FileNotFound) => {}
+                Ok(_) | Err(LibraryError::FileNotFound | LibraryError::Unreadable) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -647,8 +659,13 @@ impl Library {
                 Some(e) => out.push(e),
                 None => match self.file(&p).await {
                     Ok(e) => out.push(e),
-                    // Gone or changed into something else since the listing: skip it.
-                    Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {}
+                    // Gone or changed into something else since the listing, or not readable
+                    // by the server (reported by the reconcile): skip it.
+                    Err(
+                        LibraryError::FileNotFound
+                        | LibraryError::NotAFile
+                        | LibraryError::Unreadable,
+                    ) => {}
                     Err(e) => return Err(e),
                 },
             }
@@ -662,7 +679,7 @@ impl Library {
         match std::fs::metadata(&path) {
             Ok(md) if md.is_dir() => Ok(path),
             Ok(_) => Err(LibraryError::NotAFolder),
-            Err(e) => Err(not_found_as(e, LibraryError::FolderNotFound)),
+            Err(e) => Err(read_error(e, LibraryError::FolderNotFound)),
         }
     }
 
@@ -670,8 +687,10 @@ impl Library {
     fn children(&self, folder: &MediaPath) -> Result<(Vec<MediaPath>, Vec<MediaPath>)> {
         let dir = self.require_folder(folder)?;
         let (mut files, mut folders) = (Vec::new(), Vec::new());
-        let read = std::fs::read_dir(&dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("listing {}: {e}", dir.display())))?;
+        let read = std::fs::read_dir(&dir).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => LibraryError::Unreadable,
+            _ => io::Error::new(e.kind(), format!("listing {}: {e}", dir.display())).into(),
+        })?;
         for entry in read.filter_map(|e| e.ok()) {
             let name = entry.file_name();
             let Some(name) = name.to_str().filter(|_| !is_hidden_name(&name)) else {

@@ -314,3 +314,68 @@ async fn a_meta_file_that_is_a_fifo_or_a_folder_hangs_nothing_and_is_reported() 
     let res = app.fetch("special/pipe").await;
     assert_error(res, StatusCode::NOT_FOUND, "file-not-found").await;
 }
+
+/// `GET route` on a child server with the files token.
+async fn get(
+    server: &Served,
+    token: &str,
+    route: &str,
+    query: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut q = query.to_vec();
+    q.push(("token", token));
+    server
+        .client
+        .get(server.url(route))
+        .query(&q)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The keys of a `{"data": {…}}` listing.
+async fn listed(res: reqwest::Response) -> Vec<String> {
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    body["data"].as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_file_or_folder_answers_403_and_its_folder_still_lists() {
+    // A file the server may not read answered 500 (reading it for its meta failed), and so
+    // did the listing of its whole folder; an unreadable folder answered 500 too.
+    let mut site = Site::new();
+    let secret = site.put(b"locked/secret.txt", b"secret\n");
+    site.lock(&secret);
+    site.put(b"locked/open.txt", b"open\n");
+    let inner = site.put(b"lockeddir/inner.txt", b"inner\n");
+    site.lock(inner.parent().unwrap());
+    let (server, token) = site.serve("unreadable").await;
+    reconciled(&server).await;
+
+    let names = listed(get(&server, &token, "/api/files", &[("path", "locked")]).await).await;
+    assert_eq!(names, ["open.txt"]);
+    let all = get(
+        &server,
+        &token,
+        "/api/files",
+        &[("path", ""), ("recursive", "true")],
+    )
+    .await;
+    assert_eq!(listed(all).await, ["locked/open.txt"]);
+    for path in ["locked/secret.txt", "lockeddir", "lockeddir/inner.txt"] {
+        let res = get(&server, &token, "/api/files", &[("path", path)]).await;
+        assert_error(res, StatusCode::FORBIDDEN, "unreadable").await;
+    }
+    for path in ["locked/secret.txt", "lockeddir/inner.txt"] {
+        let res = server
+            .client
+            .get(server.url(&format!("/project/uploads/{path}")))
+            .send()
+            .await
+            .unwrap();
+        assert_error(res, StatusCode::FORBIDDEN, "unreadable").await;
+    }
+    let res = get(&server, &token, "/api/folders", &[("path", "lockeddir")]).await;
+    assert_error(res, StatusCode::FORBIDDEN, "unreadable").await;
+}
