@@ -181,6 +181,7 @@ impl From<LibraryError> for ApiError {
                 StatusCode::CONFLICT
             }
             L::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            L::Unreadable => StatusCode::FORBIDDEN,
             L::TypeNotAccepted(_) | L::ContentMismatch { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             L::BadRequest(..) | L::SystemField(_) | L::NotAFile | L::NotAFolder => {
                 StatusCode::BAD_REQUEST

@@ -415,13 +415,23 @@ impl Indexer {
         if stale.is_empty() {
             return Ok(());
         }
-        let mut refreshed = Vec::with_capacity(stale.len());
-        for p in stale {
-            match self.library.refresh_if_present(&p).await {
-                Ok(()) => refreshed.push(Change::File(p)),
-                Err(e) => tracing::warn!(path = %p, error = %e, "could not refresh meta"),
-            }
-        }
+        // A few at a time, as for files dropped while running: a tree put in place without
+        // meta is mostly waiting on each meta file's fsync, which overlap.
+        use futures_util::StreamExt;
+        let refreshed: Vec<Change> = futures_util::stream::iter(stale)
+            .map(|p| async move {
+                match self.library.refresh_if_present(&p).await {
+                    Ok(()) => Some(Change::File(p)),
+                    Err(e) => {
+                        tracing::warn!(path = %p, error = %e, "could not refresh meta");
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(HAND_CONCURRENCY)
+            .filter_map(|done| async move { done })
+            .collect()
+            .await;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.apply_blocking(&refreshed)).await??;
         Ok(())

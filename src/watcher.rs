@@ -13,7 +13,7 @@ use std::time::Duration;
 use notify::event::{ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{
-    new_debouncer, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
+    new_debouncer_opt, DebounceEventResult, DebouncedEvent, Debouncer, RecommendedCache,
 };
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -57,7 +57,7 @@ pub fn watch(
     tx: UnboundedSender<Vec<Observed>>,
 ) -> notify::Result<Watcher> {
     let root = uploads.to_path_buf();
-    let mut debouncer = new_debouncer(quiet, None, move |result: DebounceEventResult| {
+    let handler = move |result: DebounceEventResult| {
         let batch = match result {
             Ok(events) => translate(&root, &events),
             Err(errors) => {
@@ -70,12 +70,48 @@ pub fn watch(
         if !batch.is_empty() {
             let _ = tx.send(batch);
         }
-    })
-    .map_err(|e| e.add_path(uploads.to_path_buf()))?;
-    debouncer.watch(uploads, RecursiveMode::Recursive)?;
+    };
+    // Symlinks are not followed: a link to a folder elsewhere would have every folder below
+    // it watched (a link to `/usr` is tens of thousands of watches, enough to reach the
+    // inotify limit), and a link to a folder inside the tree would have that folder's events
+    // reported under the link's path, so a dropped file got its meta there.
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut debouncer = new_debouncer_opt(quiet, None, handler, RecommendedCache::new(), config)
+        .map_err(|e| e.add_path(uploads.to_path_buf()))?;
+    watch_readable(&mut debouncer, uploads)?;
     Ok(Watcher {
         _debouncer: debouncer,
     })
+}
+
+/// Watches `dir` and every folder below it that can be read. A recursive watch fails as a
+/// whole on the first folder it may not read (inotify needs read access), so then each
+/// sub-folder is watched on its own, leaving out only the unreadable ones; the reconcile
+/// reports those.
+fn watch_readable(
+    debouncer: &mut Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    dir: &Path,
+) -> notify::Result<()> {
+    match debouncer.watch(dir, RecursiveMode::Recursive) {
+        Err(e) if is_permission_denied(&e) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "a folder cannot be watched; watching its sub-folders one by one");
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return Ok(());
+            };
+            for entry in entries.flatten() {
+                // `file_type` does not follow symlinks.
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    watch_readable(debouncer, &entry.path())?;
+                }
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn is_permission_denied(e: &notify::Error) -> bool {
+    matches!(&e.kind, notify::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied)
 }
 
 /// Debounced notify events as observations, in order, with ignored paths dropped.

@@ -491,6 +491,7 @@ async fn serve_entry(
         .map_err(|e| ApiError::unexpected(&io::Error::other(e)))?
         .map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => LibraryError::FileNotFound.into(),
+            io::ErrorKind::PermissionDenied => LibraryError::Unreadable.into(),
             _ => ApiError::unexpected(&e),
         })?;
     let (file, id, body, path) = opened;

@@ -21,6 +21,8 @@ use crate::storage::paths::{MediaPath, META_EXT};
 
 /// How many removed orphans `problems` remembers.
 const MAX_REMOVED: usize = 100;
+/// How many entries that cannot be served `problems` lists; the rest are counted.
+const MAX_REFUSED: usize = 100;
 /// The meta keys that describe content rather than the editors' view of it.
 const FACT_KEYS: [&str; 5] = ["hash", "filesize", "type", "modified_on", "exif"];
 
@@ -42,6 +44,10 @@ pub(super) struct HandState {
     invalid: BTreeMap<MediaPath, String>,
     /// Orphaned meta removed after the grace period, newest last.
     removed: VecDeque<(MediaPath, i64)>,
+    /// What the last walk of the whole tree, and reads since, found that cannot be served.
+    refused: Vec<Problem>,
+    /// How many more of those there were than are listed.
+    refused_more: usize,
 }
 
 impl Library {
@@ -383,7 +389,49 @@ impl Library {
         }
     }
 
-    /// What needs a person's attention: invalid meta, and orphaned meta that was removed.
+    /// Replaces what cannot be served with what a walk of the whole tree found; entries not
+    /// known before are logged.
+    pub(super) fn set_refused(&self, mut found: Vec<Problem>) {
+        let mut hand = self.hand();
+        for new in found.iter().take(MAX_REFUSED) {
+            if !hand.refused.contains(new) {
+                tracing::warn!(code = new.code, path = %new.path, why = %new.message, "not served");
+            }
+        }
+        let more = found.len().saturating_sub(MAX_REFUSED);
+        if more > 0 && more != hand.refused_more {
+            tracing::warn!(more, "more entries are not served than are listed");
+        }
+        hand.refused_more = more;
+        found.truncate(MAX_REFUSED);
+        hand.refused = found;
+    }
+
+    /// Records one more entry that cannot be served (until the next walk of the whole tree).
+    pub(super) fn note_refused(&self, problem: Problem) {
+        let mut hand = self.hand();
+        if hand.refused.contains(&problem) {
+            return;
+        }
+        if hand.refused.len() < MAX_REFUSED {
+            tracing::warn!(code = problem.code, path = %problem.path, why = %problem.message, "not served");
+            hand.refused.push(problem);
+        } else {
+            hand.refused_more += 1;
+        }
+    }
+
+    /// Forgets that a file could not be read, once it could.
+    pub(super) fn note_readable(&self, p: &MediaPath) {
+        let mut hand = self.hand();
+        if !hand.refused.is_empty() {
+            hand.refused
+                .retain(|r| r.code != "unreadable" || r.path != p.as_str());
+        }
+    }
+
+    /// What needs a person's attention: invalid meta, orphaned meta that was removed, and
+    /// what in the tree cannot be served (at most [`MAX_REFUSED`], then a count).
     pub fn problems(&self) -> Vec<Problem> {
         let hand = self.hand();
         let invalid = hand.invalid.iter().map(|(p, m)| Problem {
@@ -396,7 +444,19 @@ impl Library {
             path: p.to_string(),
             message: format!("meta without a file was removed at {at} (Unix time)"),
         });
-        invalid.chain(removed).collect()
+        let more = (hand.refused_more > 0).then(|| Problem {
+            code: "more-refused",
+            path: String::new(),
+            message: format!(
+                "{} more entries cannot be served (only the first {MAX_REFUSED} are listed)",
+                hand.refused_more
+            ),
+        });
+        invalid
+            .chain(removed)
+            .chain(hand.refused.iter().cloned())
+            .chain(more)
+            .collect()
     }
 
     /// The media paths of every meta file at or below a folder's meta twin.

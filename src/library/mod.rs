@@ -30,7 +30,7 @@ use crate::exif;
 use crate::hashing::hash_file;
 use crate::sniff;
 use crate::storage::meta::{self, Facts, MetaError};
-use crate::storage::paths::{is_hidden_name, Layout, MediaPath, PathError};
+use crate::storage::paths::{check_name, is_hidden_name, Layout, MediaPath, PathError};
 use hash_index::HashIndex;
 use locks::Locks;
 
@@ -71,6 +71,8 @@ pub enum LibraryError {
     NotAFile,
     #[error("Path is not a folder")]
     NotAFolder,
+    #[error("The server is not allowed to read this file or folder (permission denied)")]
+    Unreadable,
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -95,6 +97,7 @@ impl LibraryError {
             L::SystemField(_) => "system-field",
             L::NotAFile => "not-a-file",
             L::NotAFolder => "not-a-folder",
+            L::Unreadable => "unreadable",
             L::Io(_) => "internal-error",
         }
     }
@@ -239,6 +242,15 @@ fn not_found_as(e: io::Error, err: LibraryError) -> LibraryError {
         err
     } else {
         LibraryError::Io(e)
+    }
+}
+
+/// An error met while reading a file or folder: gone is `not_found`, and one the server
+/// may not read is [`LibraryError::Unreadable`] (a person's choice, not a server fault).
+fn read_error(e: io::Error, not_found: LibraryError) -> LibraryError {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => LibraryError::Unreadable,
+        _ => not_found_as(e, not_found),
     }
 }
 
@@ -459,14 +471,26 @@ impl Library {
     /// Hashes, sniffs and reads EXIF; retries while the file is still changing under it.
     fn facts(&self, path: &Path, p: &MediaPath, size: u64, modified: SystemTime) -> Result<Facts> {
         let (mut size, mut modified) = (size, modified);
+        let unreadable = |e| {
+            let e = read_error(e, LibraryError::FileNotFound);
+            if matches!(e, LibraryError::Unreadable) {
+                self.note_refused(Problem {
+                    code: "unreadable",
+                    path: p.to_string(),
+                    message: "the file cannot be read: permission denied".into(),
+                });
+            }
+            e
+        };
         for _ in 0..3 {
-            let (hash, read) = hash_file(path)?;
+            let (hash, read) = hash_file(path).map_err(unreadable)?;
             let md = std::fs::metadata(path)?;
             if read == size && md.len() == size && md.modified()? == modified {
-                let head = read_head(path)?;
+                let head = read_head(path).map_err(unreadable)?;
                 let ext = names::split_name(p.name()).1.to_ascii_lowercase();
                 let mime = sniff::mime_type(&head, &ext);
                 let exif = exif::extract(path, &mime);
+                self.note_readable(p);
                 return Ok(Facts {
                     hash: hash.to_hex(),
                     filesize: size,
@@ -489,8 +513,7 @@ impl Library {
             return Err(LibraryError::NotAFile);
         }
         let path = self.layout().file(p)?;
-        let md =
-            std::fs::metadata(&path).map_err(|e| not_found_as(e, LibraryError::FileNotFound))?;
+        let md = std::fs::metadata(&path).map_err(|e| read_error(e, LibraryError::FileNotFound))?;
         if md.is_dir() {
             return Err(LibraryError::NotAFile);
         }
@@ -514,7 +537,7 @@ impl Library {
         for p in paths {
             match self.file(&p).await {
                 Ok(e) if e.hash() == Some(hash) => out.push(e),
-                Ok(_) | Err(LibraryError::FileNotFound) => {}
+                Ok(_) | Err(LibraryError::FileNotFound | LibraryError::Unreadable) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -551,12 +574,24 @@ impl Library {
     }
 
     /// Every file at or below `folder` with its size, mtime and its meta file's mtime: one
-    /// walk and two `lstat`s per file, for a start-up check that reads nothing else.
+    /// walk and two `lstat`s per file, for a start-up check that reads nothing else. A walk
+    /// of the whole tree also records what it found that cannot be served (see
+    /// [`Library::problems`]).
     pub fn walk_stamped(&self, folder: &MediaPath) -> Result<Vec<Stamped>> {
         let root = self.layout().file(folder)?;
         let meta_root = self.layout().meta_folder(&MediaPath::root())?;
-        let mut out = Vec::new();
-        for (entry, path) in self.visible_files(&root) {
+        let mut files = Vec::new();
+        let mut refused = Vec::new();
+        self.walk_visible(
+            &root,
+            |entry, path| files.push((entry, path)),
+            |problem| refused.push(problem),
+        );
+        if folder.is_root() {
+            self.set_refused(refused);
+        }
+        let mut out = Vec::with_capacity(files.len());
+        for (entry, path) in files {
             let Ok(md) = entry.metadata() else { continue };
             let Ok(modified) = md.modified() else {
                 continue;
@@ -589,27 +624,103 @@ impl Library {
     /// Media paths of the files at or below `folder`, sorted, hidden names and symlinks skipped.
     fn walk_files(&self, folder: &MediaPath) -> Result<Vec<MediaPath>> {
         let root = self.layout().file(folder)?;
-        let mut out: Vec<MediaPath> = self.visible_files(&root).map(|(_, p)| p).collect();
+        let mut out = Vec::new();
+        self.walk_visible(&root, |_, p| out.push(p), |_| {});
         out.sort();
         Ok(out)
     }
 
-    /// The regular files below `root` a client could name, in walk order; hidden names
-    /// (`.meta`, `.staging`, temp files) are not entered and symlinks are not followed.
-    fn visible_files<'a>(
-        &'a self,
+    /// Gives `found` each regular file below `root` a client could name, in walk order.
+    /// Hidden names (`.meta`, `.staging`, temp files, partial downloads) are not entered and
+    /// symlinks are not followed. What could never be served goes to `refused`: names that
+    /// are not UTF-8 or that no path may hold (control characters, backslashes, too long),
+    /// folders the server may not read, links that loop, lead nowhere or lead out of the
+    /// tree, and special files (FIFOs, sockets, devices).
+    fn walk_visible(
+        &self,
         root: &Path,
-    ) -> impl Iterator<Item = (walkdir::DirEntry, MediaPath)> + 'a {
-        walkdir::WalkDir::new(root)
-            .follow_links(false)
-            .into_iter()
-            .filter_entry(|e| e.depth() == 0 || !is_hidden_name(e.file_name()))
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_file())
-            .filter_map(|e| {
-                let p = self.layout().media_path_of(e.path())?;
-                Some((e, p))
+        mut found: impl FnMut(walkdir::DirEntry, MediaPath),
+        mut refused: impl FnMut(Problem),
+    ) {
+        let mut problem = |code, path: &Path, message| {
+            refused(Problem {
+                code,
+                path: self.shown_path(path),
+                message,
             })
+        };
+        let mut walk = walkdir::WalkDir::new(root).follow_links(false).into_iter();
+        while let Some(next) = walk.next() {
+            let entry = match next {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let message = match e.io_error() {
+                        Some(io) => format!("the folder cannot be read: {io}"),
+                        None => e.to_string(),
+                    };
+                    problem("unreadable", e.path().unwrap_or(root), message);
+                    continue;
+                }
+            };
+            let kind = entry.file_type();
+            if entry.depth() > 0 {
+                let name = entry.file_name();
+                let why = match name.to_str() {
+                    None => Some(format!("the name is not valid UTF-8: {name:?}")),
+                    Some(_) if is_hidden_name(name) => {
+                        if kind.is_dir() {
+                            walk.skip_current_dir();
+                        }
+                        continue;
+                    }
+                    Some(n) => check_name(n).err().map(|e| e.to_string()),
+                };
+                if let Some(message) = why {
+                    if kind.is_dir() {
+                        walk.skip_current_dir();
+                    }
+                    problem("unservable-name", entry.path(), message);
+                    continue;
+                }
+            }
+            if kind.is_file() {
+                if let Some(p) = self.layout().media_path_of(entry.path()) {
+                    found(entry, p);
+                }
+            } else if kind.is_symlink() {
+                if let Some(message) = self.link_refusal(entry.path()) {
+                    problem("symlink-refused", entry.path(), message);
+                }
+            } else if !kind.is_dir() {
+                let message = "not a regular file (a FIFO, socket or device)".to_string();
+                problem("not-a-file", entry.path(), message);
+            }
+        }
+    }
+
+    /// Why a symlink in the tree can never be followed, if it cannot.
+    fn link_refusal(&self, link: &Path) -> Option<String> {
+        let layout = self.layout();
+        match std::fs::canonicalize(link) {
+            Err(e) => Some(format!("the link leads nowhere: {e}")),
+            Ok(target)
+                if !target.starts_with(&layout.uploads)
+                    || target.starts_with(&layout.meta)
+                    || target.starts_with(&layout.staging) =>
+            {
+                Some("the link leads out of the media tree".into())
+            }
+            Ok(_) => None,
+        }
+    }
+
+    /// A path under `uploads/` as a person reads it (never the server's own path); bytes that
+    /// are not UTF-8 are shown as U+FFFD.
+    fn shown_path(&self, path: &Path) -> String {
+        path.strip_prefix(&self.layout().uploads)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
     }
 
     /// The files in a folder (or below it when `recursive`), paged over sorted paths.
@@ -647,8 +758,13 @@ impl Library {
                 Some(e) => out.push(e),
                 None => match self.file(&p).await {
                     Ok(e) => out.push(e),
-                    // Gone or changed into something else since the listing: skip it.
-                    Err(LibraryError::FileNotFound | LibraryError::NotAFile) => {}
+                    // Gone or changed into something else since the listing, or not readable
+                    // by the server (reported by the reconcile): skip it.
+                    Err(
+                        LibraryError::FileNotFound
+                        | LibraryError::NotAFile
+                        | LibraryError::Unreadable,
+                    ) => {}
                     Err(e) => return Err(e),
                 },
             }
@@ -662,7 +778,7 @@ impl Library {
         match std::fs::metadata(&path) {
             Ok(md) if md.is_dir() => Ok(path),
             Ok(_) => Err(LibraryError::NotAFolder),
-            Err(e) => Err(not_found_as(e, LibraryError::FolderNotFound)),
+            Err(e) => Err(read_error(e, LibraryError::FolderNotFound)),
         }
     }
 
@@ -670,8 +786,10 @@ impl Library {
     fn children(&self, folder: &MediaPath) -> Result<(Vec<MediaPath>, Vec<MediaPath>)> {
         let dir = self.require_folder(folder)?;
         let (mut files, mut folders) = (Vec::new(), Vec::new());
-        let read = std::fs::read_dir(&dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("listing {}: {e}", dir.display())))?;
+        let read = std::fs::read_dir(&dir).map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => LibraryError::Unreadable,
+            _ => io::Error::new(e.kind(), format!("listing {}: {e}", dir.display())).into(),
+        })?;
         for entry in read.filter_map(|e| e.ok()) {
             let name = entry.file_name();
             let Some(name) = name.to_str().filter(|_| !is_hidden_name(&name)) else {

@@ -33,21 +33,51 @@ pub enum MetaError {
     Io(#[from] io::Error),
 }
 
-/// Reads a meta file; `Ok(None)` when there is none.
+/// Reads a meta file; `Ok(None)` when there is none. What cannot be read as meta (larger
+/// than [`MAX_META_BYTES`], not a regular file, not readable by the server) is `Invalid`, like
+/// YAML that does not parse, and is never read into memory: a FIFO would block the reader
+/// forever, and a huge file would be read whole on every request only to be refused.
 pub fn read(path: &Path) -> Result<Option<Mapping>, MetaError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(io::Error::new(e.kind(), format!("reading {}: {e}", path.display())).into())
-        }
+    use std::io::Read;
+    let invalid = |message: String| MetaError::Invalid {
+        path: path.display().to_string(),
+        message,
     };
-    parse(&bytes)
-        .map(Some)
-        .map_err(|message| MetaError::Invalid {
-            path: path.display().to_string(),
-            message,
-        })
+    let io_error = |e: io::Error| -> MetaError {
+        io::Error::new(e.kind(), format!("reading {}: {e}", path.display())).into()
+    };
+    let file = match open_nonblocking(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(invalid(format!("cannot be read: {e}")))
+        }
+        Err(e) => return Err(io_error(e)),
+    };
+    let md = file.metadata().map_err(io_error)?;
+    if !md.is_file() {
+        return Err(invalid("not a regular file".into()));
+    }
+    if md.len() > MAX_META_BYTES {
+        return Err(invalid(format!("larger than {MAX_META_BYTES} bytes")));
+    }
+    let mut bytes = Vec::with_capacity(md.len() as usize);
+    file.take(MAX_META_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_error)?;
+    parse(&bytes).map(Some).map_err(invalid)
+}
+
+/// Opens a file for reading without waiting for a writer when it is a FIFO.
+fn open_nonblocking(path: &Path) -> io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
 }
 
 /// Parses meta YAML; an empty document is an empty mapping.
@@ -418,6 +448,27 @@ mod tests {
             out,
             "title: A\ncredit:\n  url: u\ntags:\n- c\ndeep:\n  er:\n    field: 3\n"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn what_cannot_be_meta_is_invalid_without_being_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let is_invalid = |p: &Path, why: &str| match read(p) {
+            Err(MetaError::Invalid { message, .. }) => assert!(message.contains(why), "{message}"),
+            other => panic!("{}: {other:?}", p.display()),
+        };
+        let fifo = dir.path().join("fifo.yaml");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        is_invalid(&fifo, "not a regular file");
+        is_invalid(dir.path(), "not a regular file");
+        let huge = dir.path().join("huge.yaml");
+        let f = std::fs::File::create(&huge).unwrap();
+        f.set_len(MAX_META_BYTES + 1).unwrap();
+        is_invalid(&huge, "larger than");
+        assert!(read(&dir.path().join("none.yaml")).unwrap().is_none());
     }
 
     #[test]

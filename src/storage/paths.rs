@@ -15,6 +15,9 @@ use std::path::{Component, Path, PathBuf};
 pub const META_DIR: &str = ".meta";
 /// The extension appended to a file's name to name its meta file.
 pub const META_EXT: &str = "yaml";
+/// The longest name component, in bytes: a file's meta file is named `<name>.yaml`, and
+/// that name must fit in the 255 bytes filesystems allow.
+pub const MAX_NAME_BYTES: usize = 255 - META_EXT.len() - 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -30,7 +33,7 @@ pub enum PathError {
     ControlChar,
     #[error("'{0}' is a partial-download name")]
     PartialName(String),
-    #[error("Path component is longer than 255 bytes")]
+    #[error("Path component is longer than {MAX_NAME_BYTES} bytes")]
     TooLong,
     #[error("Path leads outside the uploads folder")]
     Escapes,
@@ -153,7 +156,7 @@ pub fn check_name(name: &str) -> Result<(), PathError> {
     if name.is_empty() {
         return Err(PathError::EmptyComponent);
     }
-    if name.len() > 255 {
+    if name.len() > MAX_NAME_BYTES {
         return Err(PathError::TooLong);
     }
     if name.starts_with('.') {
@@ -321,6 +324,15 @@ mod tests {
         ] {
             assert!(MediaPath::parse(bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn a_name_is_refused_when_its_meta_file_name_would_not_fit_the_filesystem() {
+        let longest = "x".repeat(MAX_NAME_BYTES);
+        assert!(MediaPath::parse(&longest).is_ok());
+        assert_eq!(format!("{longest}.{META_EXT}").len(), 255);
+        let over = "é".repeat(MAX_NAME_BYTES / 2 + 1);
+        assert_eq!(MediaPath::parse(&over), Err(PathError::TooLong));
     }
 
     #[test]

@@ -40,6 +40,18 @@ impl Drop for Child {
 impl Child {
     /// Starts `flextype <args>` in `dir`, its output going to `<dir>/<tag>.stdout|stderr`.
     pub fn spawn(dir: &Path, args: &[&str], envs: &[(&str, &str)], tag: &str) -> Child {
+        Child::spawn_as(dir, args, envs, tag, None)
+    }
+
+    /// [`Child::spawn`] as another user (uid, gid), for tests where permissions must count
+    /// although they run as root.
+    pub fn spawn_as(
+        dir: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        tag: &str,
+        user: Option<(u32, u32)>,
+    ) -> Child {
         let stdout = dir.join(format!("{tag}.stdout"));
         let stderr = dir.join(format!("{tag}.stderr"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flextype"));
@@ -56,6 +68,11 @@ impl Child {
         }
         for (k, v) in envs {
             cmd.env(k, v);
+        }
+        if let Some((uid, gid)) = user {
+            use std::os::unix::process::CommandExt;
+            // As root, std also drops the supplementary groups before switching.
+            cmd.uid(uid).gid(gid);
         }
         let child = cmd.spawn().expect("the flextype binary starts");
         Child {
@@ -228,12 +245,24 @@ pub async fn serve(
     extra: &str,
     envs: &[(&str, &str)],
 ) -> Served {
+    serve_as(dir, project, tag, extra, envs, None).await
+}
+
+/// [`serve`] as another user (uid, gid).
+pub async fn serve_as(
+    dir: &Path,
+    project: &Path,
+    tag: &str,
+    extra: &str,
+    envs: &[(&str, &str)],
+    user: Option<(u32, u32)>,
+) -> Served {
     for attempt in 0..3 {
         let port = free_port();
         let tag = format!("{tag}-{attempt}");
         let config = write_config(dir, &format!("{tag}.yaml"), project, port, extra);
         let config_arg = config.to_str().unwrap().to_string();
-        let mut child = Child::spawn(dir, &["serve", "--config", &config_arg], envs, &tag);
+        let mut child = Child::spawn_as(dir, &["serve", "--config", &config_arg], envs, &tag, user);
         match wait_healthy(&mut child, port).await {
             Ok(()) => {
                 return Served {

@@ -8,6 +8,7 @@ mod files;
 mod folders;
 mod from_url;
 mod helpers;
+mod hostile;
 mod meta;
 mod openapi;
 mod paths;
