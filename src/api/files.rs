@@ -30,7 +30,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     security(("bearer" = []), ("token" = [])),
     responses(
         (status = 200, description = "A file, a folder's files keyed by name, or every file with the hash", body = crate::api::openapi::FilesData),
-        (status = 403, description = "A protected path asked for with a file token (`file-protected`)", body = crate::api::openapi::Error),
         (status = 404, description = "No such file or folder, or no file with the hash", body = crate::api::openapi::Error),
         crate::api::openapi::ApiErrors,
     ),

@@ -34,7 +34,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
     responses(
         (status = 200, description = "The stored file", body = crate::api::openapi::FileData),
-        (status = 403, description = "Upload from a URL is turned off", body = crate::api::openapi::Error),
         (status = 409, description = "The name is taken (without `overwrite` or `rename`)", body = crate::api::openapi::Error),
         (status = 413, description = "The fetched body, or this request's, is too large", body = crate::api::openapi::Error),
         (status = 415, description = "The type is not accepted, or the content contradicts the name", body = crate::api::openapi::Error),

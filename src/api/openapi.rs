@@ -538,6 +538,10 @@ pub enum ApiErrors {
     /// No token, an unknown or disabled token (`token-missing`, `token-invalid`, …).
     #[response(status = 401)]
     Unauthorized(Error),
+    /// A file or folder the server may not read on disk (`unreadable`); with a file token, a
+    /// protected path (`file-protected`); upload from a URL turned off (`from-url-disabled`).
+    #[response(status = 403)]
+    Forbidden(Error),
     /// The token's `limit_calls` is spent.
     #[response(status = 429)]
     TooManyRequests(Error),

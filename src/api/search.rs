@@ -24,7 +24,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     security(("bearer" = []), ("token" = [])),
     responses(
         (status = 200, description = "A page of hits and how many there are", body = crate::api::openapi::SearchResult),
-        (status = 403, description = "`folder` is protected and the caller holds a file token", body = crate::api::openapi::Error),
         crate::api::openapi::ApiErrors,
     ),
 )]

@@ -86,7 +86,7 @@ async fn the_document_is_openapi_3_1_and_describes_every_operation_with_its_erro
             }
         }
         if route.starts_with("/api/") && !route.ends_with("health") && !route.ends_with(".json") {
-            for status in ["400", "401", "429", "500"] {
+            for status in ["400", "401", "403", "429", "500"] {
                 assert!(
                     responses.contains_key(status),
                     "{method} {route} does not describe {status}"
