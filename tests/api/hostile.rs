@@ -1062,3 +1062,52 @@ async fn a_hostile_tree_is_served_and_what_cannot_be_served_is_reported() {
 async fn a_hostile_tree_with_10_000_files_in_one_folder_is_served() {
     serve_a_hostile_tree(10_000).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn meta_over_a_mebibyte_is_refused_unread_and_no_edit_makes_one() {
+    // Meta files up to 16 MiB were parsed: 15 MiB of short keys took the server to 1.9 GB
+    // and seconds per request. Nor could an edit be allowed to write meta that would then be
+    // refused when read back (the file would turn protected).
+    let limit = 1024 * 1024;
+    let app = spawn_app_with(|cfg| {
+        let uploads = cfg.project.join("uploads");
+        std::fs::create_dir_all(uploads.join("m")).unwrap();
+        std::fs::write(uploads.join("m/keys.txt"), b"keys").unwrap();
+        std::fs::create_dir_all(uploads.join(".meta/m")).unwrap();
+        let mut text = String::from("title: Keys\n");
+        for i in 0.. {
+            if text.len() > limit {
+                break;
+            }
+            text.push_str(&format!("k{i:07}: v\n"));
+        }
+        std::fs::write(uploads.join(".meta/m/keys.txt.yaml"), text).unwrap();
+    })
+    .await;
+    let res = app.fetch("m/keys.txt").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let object: Value = res.json().await.unwrap();
+    assert_eq!(object["data"]["hash"], blake3_hex(b"keys"));
+    assert!(
+        object["data"].get("k0000000").is_none(),
+        "{}",
+        object["data"]["title"]
+    );
+    let health = app.health().await;
+    let problem = &health["problems"][0];
+    assert_eq!(problem["code"], "invalid-meta", "{health}");
+    assert_eq!(problem["message"], format!("larger than {limit} bytes"));
+
+    app.uploaded("m", "notes.txt", b"notes").await;
+    let before = std::fs::read(app.meta_path("m/notes.txt")).unwrap();
+    // Edits leave 128 KiB below the limit for the facts the server adds later.
+    let body = serde_json::json!({ "path": "m/notes.txt", "field": "notes", "value": "n".repeat(limit - 100 * 1024) });
+    let res = app
+        .call(reqwest::Method::POST, "/api/files/meta", body)
+        .await;
+    assert_error(res, StatusCode::PAYLOAD_TOO_LARGE, "meta-too-large").await;
+    assert_eq!(std::fs::read(app.meta_path("m/notes.txt")).unwrap(), before);
+    let body = serde_json::json!({ "path": "m/notes.txt", "field": "notes", "value": "n".repeat(limit / 2) });
+    app.called(reqwest::Method::POST, "/api/files/meta", body)
+        .await;
+}
