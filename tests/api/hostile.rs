@@ -1047,6 +1047,36 @@ async fn serve_a_hostile_tree(big: usize) {
         "hostile: {watches} inotify watches; peak RSS at the end {} KiB",
         proc_kib(server.child.pid(), "VmHWM")
     );
+
+    // Meta was written for what is served only.
+    let mut metas: Vec<String> = std::fs::read_dir(site.uploads().join(".meta/names"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    metas.sort();
+    let mut want_metas: Vec<String> = want_names.iter().map(|n| format!("{n}.yaml")).collect();
+    want_metas.push("dropped later.txt.yaml".into());
+    want_metas.sort();
+    assert_eq!(metas, want_metas);
+
+    // A second start reads nothing again but what it could not take in (the unreadable file,
+    // the file whose meta is refused), and finds the same problems.
+    until("the dropped file in the index", WATCH_DEADLINE, || async {
+        let res = get(&server, &token, "/api/files/search", &[("q", "dropped")]).await;
+        let body: Value = res.json().await.unwrap();
+        (body["total"] == 1).then_some(())
+    })
+    .await;
+    let before = problems(&server).await;
+    drop(server);
+    let (server, _) = site.serve("hostile-again").await;
+    let again = reconciled(&server).await;
+    assert_eq!(again["reindexed"], 2, "{again}");
+    assert_eq!(problems(&server).await, before);
+    println!(
+        "hostile: second start, reconcile of the unchanged tree in {} ms",
+        again["millis"]
+    );
 }
 
 /// With 2,000 files in one folder, so the normal suite stays quick on a busy machine.
