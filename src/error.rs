@@ -180,7 +180,7 @@ impl From<LibraryError> for ApiError {
             L::FileExists(_) | L::FolderExists(_) | L::FieldExists(_) | L::FolderNotEmpty => {
                 StatusCode::CONFLICT
             }
-            L::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            L::TooLarge(_) | L::MetaTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             L::Unreadable => StatusCode::FORBIDDEN,
             L::TypeNotAccepted(_) | L::ContentMismatch { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             L::BadRequest(..) | L::SystemField(_) | L::NotAFile | L::NotAFolder => {

@@ -315,7 +315,12 @@ impl Library {
                 MetaEdit::Add(f, v) => meta::add_field(&mut entry.meta, &f, v)?,
                 MetaEdit::Delete(f) => meta::delete_field(&mut entry.meta, &f)?,
             }
-            meta::write(&meta_path, &entry.meta)?;
+            meta::write_edited(&meta_path, &entry.meta).map_err(|e| match e.kind() {
+                std::io::ErrorKind::FileTooLarge => {
+                    LibraryError::MetaTooLarge(meta::MAX_EDITED_META_BYTES)
+                }
+                _ => e.into(),
+            })?;
             lib.changed(Change::File(p));
             Ok(entry)
         })

@@ -73,6 +73,8 @@ pub enum LibraryError {
     NotAFolder,
     #[error("The server is not allowed to read this file or folder (permission denied)")]
     Unreadable,
+    #[error("The meta would be larger than the limit of {0} bytes")]
+    MetaTooLarge(u64),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -98,6 +100,7 @@ impl LibraryError {
             L::NotAFile => "not-a-file",
             L::NotAFolder => "not-a-folder",
             L::Unreadable => "unreadable",
+            L::MetaTooLarge(_) => "meta-too-large",
             L::Io(_) => "internal-error",
         }
     }

@@ -22,8 +22,17 @@ pub const SYSTEM_FIELDS: [&str; 7] = [
     "exif",
 ];
 
-/// Meta files larger than this are refused as invalid instead of being parsed.
-pub const MAX_META_BYTES: u64 = 16 * 1024 * 1024;
+/// Meta files larger than this are refused as invalid instead of being parsed, and no edit
+/// may make one larger. A meta file is a title, a description, tags and EXIF: a few KiB.
+/// Parsing YAML costs far more than its size: 15 MiB of short keys held 1.9 GB and took
+/// seconds per request (debug build), so the limit is kept well below what a request body
+/// may carry.
+pub const MAX_META_BYTES: u64 = 1024 * 1024;
+/// Room an edit leaves below [`MAX_META_BYTES`] for the facts the server writes into the
+/// meta later (EXIF strings come from a segment of at most 64 KiB).
+pub const FACTS_ROOM: u64 = 128 * 1024;
+/// The largest meta an edit may write.
+pub const MAX_EDITED_META_BYTES: u64 = MAX_META_BYTES - FACTS_ROOM;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -98,9 +107,28 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
 
 /// Writes a meta file atomically.
 pub fn write(path: &Path, meta: &Mapping) -> io::Result<()> {
-    let text =
-        serde_yaml::to_string(meta).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    atomic::write(path, to_text(meta)?.as_bytes())
+}
+
+/// Writes a meta file an edit made, unless it would be larger than
+/// [`MAX_EDITED_META_BYTES`], which keeps it readable once the server adds the file's facts
+/// (`io::ErrorKind::FileTooLarge`; nothing is written).
+pub fn write_edited(path: &Path, meta: &Mapping) -> io::Result<()> {
+    let text = to_text(meta)?;
+    if text.len() as u64 > MAX_EDITED_META_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "meta of {} bytes is larger than {MAX_EDITED_META_BYTES}",
+                text.len()
+            ),
+        ));
+    }
     atomic::write(path, text.as_bytes())
+}
+
+fn to_text(meta: &Mapping) -> io::Result<String> {
+    serde_yaml::to_string(meta).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// The default title: the stem with `-`/`_` as spaces, words capitalised.
