@@ -51,7 +51,7 @@ async fn edit(
     responses(
         (status = 200, description = "The file with its new meta", body = crate::api::openapi::FileData),
         (status = 404, description = "No such file, or no such field", body = crate::api::openapi::Error),
-        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large, or the edit would make the meta larger than the server reads back (`meta-too-large`)", body = crate::api::openapi::Error),
         crate::api::openapi::ApiErrors,
     ),
 )]
@@ -75,7 +75,7 @@ async fn update(
         (status = 200, description = "The file with its new meta", body = crate::api::openapi::FileData),
         (status = 404, description = "No such file", body = crate::api::openapi::Error),
         (status = 409, description = "The field exists", body = crate::api::openapi::Error),
-        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        (status = 413, description = "The body is too large, or the edit would make the meta larger than the server reads back (`meta-too-large`)", body = crate::api::openapi::Error),
         crate::api::openapi::ApiErrors,
     ),
 )]
