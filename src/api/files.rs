@@ -109,9 +109,7 @@ async fn fetch(
     security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
     responses(
         (status = 200, description = "The file at its new path", body = crate::api::openapi::FileData),
-        (status = 404, description = "No such file", body = crate::api::openapi::Error),
-        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
-        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::MoveErrors,
         crate::api::openapi::ApiErrors,
     ),
 )]
@@ -135,9 +133,7 @@ async fn move_file(
     security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
     responses(
         (status = 200, description = "The copy", body = crate::api::openapi::FileData),
-        (status = 404, description = "No such file", body = crate::api::openapi::Error),
-        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
-        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::MoveErrors,
         crate::api::openapi::ApiErrors,
     ),
 )]

@@ -94,9 +94,7 @@ async fn create(
     security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
     responses(
         (status = 200, description = "The folder at its new path", body = crate::api::openapi::FolderData),
-        (status = 404, description = "No such folder", body = crate::api::openapi::Error),
-        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
-        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::MoveErrors,
         crate::api::openapi::ApiErrors,
     ),
 )]
@@ -120,9 +118,7 @@ async fn rename(
     security(("bearer" = [], "x_access_token" = []), ("token" = [], "access_token" = [])),
     responses(
         (status = 200, description = "The folder at its new path", body = crate::api::openapi::FolderData),
-        (status = 404, description = "No such folder", body = crate::api::openapi::Error),
-        (status = 409, description = "The target exists", body = crate::api::openapi::Error),
-        (status = 413, description = "The body is too large", body = crate::api::openapi::Error),
+        crate::api::openapi::MoveErrors,
         crate::api::openapi::ApiErrors,
     ),
 )]

@@ -618,3 +618,52 @@ fn header_map() -> Schema {
         .build()
         .into()
 }
+
+/// What a move or copy (of a file or a folder) may answer besides [`ApiErrors`].
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum MoveErrors {
+    /// No such file or folder at `path`.
+    #[response(status = 404)]
+    NotFound(Error),
+    /// Something exists at `new_path`.
+    #[response(status = 409)]
+    Conflict(Error),
+    /// The body is too large.
+    #[response(status = 413)]
+    TooLarge(Error),
+}
+
+/// What a content URL (by path or by hash) may answer besides its 200.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ContentAnswers {
+    /// The byte range(s) asked for.
+    #[response(status = 206, content_type = "*/*")]
+    Partial(Binary),
+    /// Not modified (If-None-Match / If-Modified-Since).
+    #[response(status = 304)]
+    NotModified,
+    /// The path is not a valid media path (`invalid-path`) or the hash is malformed.
+    #[response(status = 400)]
+    BadRequest(Error),
+    /// Protected, and no valid file token or signature (`file-protected`,
+    /// `signature-invalid`, …), or not readable by the server (`unreadable`).
+    #[response(status = 403)]
+    Forbidden(Error),
+    /// No such file.
+    #[response(status = 404)]
+    NotFound(Error),
+    /// If-Match / If-Unmodified-Since failed.
+    #[response(status = 412)]
+    PreconditionFailed,
+    /// No range asked for is within the file.
+    #[response(status = 416)]
+    RangeNotSatisfiable(Error),
+    /// Something failed on the server.
+    #[response(status = 500)]
+    Internal(Error),
+    /// No thumbnail worker was free in time (`thumbnail-busy`, with Retry-After).
+    #[response(status = 503)]
+    Busy(Error),
+}

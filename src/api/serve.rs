@@ -252,15 +252,7 @@ enum Source {
         (status = 200, description = "The file (or thumbnail)", content_type = "*/*", body = crate::api::openapi::Binary,
             headers(("ETag" = String, description = "The BLAKE3 hash in quotes (`\"<hash>-<spec>\"` for a thumbnail)"),
                     ("Cache-Control" = String, description = "`no-cache` (`private, no-cache` when protected)"))),
-        (status = 206, description = "The byte range(s) asked for", content_type = "*/*", body = crate::api::openapi::Binary),
-        (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
-        (status = 400, description = "The path is not a valid media path (`invalid-path`) or the hash is malformed", body = crate::api::openapi::Error),
-        (status = 403, description = "Protected, and no valid file token or signature (`file-protected`, `signature-invalid`, …), or not readable by the server (`unreadable`)", body = crate::api::openapi::Error),
-        (status = 404, description = "No such file", body = crate::api::openapi::Error),
-        (status = 412, description = "If-Match / If-Unmodified-Since failed"),
-        (status = 416, description = "No range asked for is within the file", body = crate::api::openapi::Error),
-        (status = 500, description = "Something failed on the server", body = crate::api::openapi::Error),
-        (status = 503, description = "No thumbnail worker was free in time (`thumbnail-busy`, with Retry-After)", body = crate::api::openapi::Error),
+        crate::api::openapi::ContentAnswers,
     ),
 )]
 async fn serve_upload(
@@ -323,15 +315,7 @@ async fn serve_upload(
         (status = 200, description = "The file (or thumbnail)", content_type = "*/*", body = crate::api::openapi::Binary,
             headers(("ETag" = String, description = "The BLAKE3 hash in quotes (`\"<hash>-<spec>\"` for a thumbnail)"),
                     ("Cache-Control" = String, description = "`public, max-age=31536000, immutable` (`private, …` when protected)"))),
-        (status = 206, description = "The byte range(s) asked for", content_type = "*/*", body = crate::api::openapi::Binary),
-        (status = 304, description = "Not modified (If-None-Match / If-Modified-Since)"),
-        (status = 400, description = "The path is not a valid media path (`invalid-path`) or the hash is malformed", body = crate::api::openapi::Error),
-        (status = 403, description = "Protected, and no valid file token or signature (`file-protected`, `signature-invalid`, …), or not readable by the server (`unreadable`)", body = crate::api::openapi::Error),
-        (status = 404, description = "No such file", body = crate::api::openapi::Error),
-        (status = 412, description = "If-Match / If-Unmodified-Since failed"),
-        (status = 416, description = "No range asked for is within the file", body = crate::api::openapi::Error),
-        (status = 500, description = "Something failed on the server", body = crate::api::openapi::Error),
-        (status = 503, description = "No thumbnail worker was free in time (`thumbnail-busy`, with Retry-After)", body = crate::api::openapi::Error),
+        crate::api::openapi::ContentAnswers,
     ),
 )]
 async fn serve_media(
