@@ -6,6 +6,7 @@
 //! module holds the short test (40 concurrent uploads, three kills) and what both tests
 //! share; `rounds` is the long randomised one (ignored by default: `bench/crash.sh`).
 
+mod folders;
 mod model;
 mod rounds;
 
