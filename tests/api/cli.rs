@@ -190,7 +190,11 @@ impl Served {
             if h["reconcile"]["state"] == "done" {
                 return;
             }
-            assert!(Instant::now() < until, "reconcile not done: {h}");
+            assert!(
+                Instant::now() < until && h["reconcile"]["state"] != "failed",
+                "reconcile not done: {h}; stderr:\n{}",
+                self.child.stderr_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -98,6 +98,32 @@ pub enum Op {
         path: String,
         before: FileState,
     },
+    /// Folder operations: `before` holds every file below the folder.
+    MoveFolder {
+        from: String,
+        to: String,
+        before: BTreeMap<String, FileState>,
+    },
+    CopyFolder {
+        from: String,
+        to: String,
+        before: BTreeMap<String, FileState>,
+    },
+    DeleteFolder {
+        path: String,
+        before: BTreeMap<String, FileState>,
+    },
+}
+
+/// Whether `path` is `folder` or below it.
+fn within(path: &str, folder: &str) -> bool {
+    path.strip_prefix(folder)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// `path` below `from`, moved below `to`.
+fn rebase(path: &str, from: &str, to: &str) -> String {
+    format!("{to}{}", &path[from.len()..])
 }
 
 /// What a path may hold after an operation: nothing, or a file like this.
@@ -161,16 +187,36 @@ impl Op {
             Op::Copy { .. } => "copy",
             Op::Meta { .. } => "meta",
             Op::Delete { .. } => "delete",
+            Op::MoveFolder { .. } => "folder move",
+            Op::CopyFolder { .. } => "folder copy",
+            Op::DeleteFolder { .. } => "folder delete",
         }
     }
 
-    pub fn paths(&self) -> Vec<&str> {
+    /// Every file path the operation may change.
+    pub fn paths(&self) -> Vec<String> {
         match self {
             Op::Upload { path, .. }
             | Op::Overwrite { path, .. }
             | Op::Meta { path, .. }
-            | Op::Delete { path, .. } => vec![path],
-            Op::Move { from, to, .. } | Op::Copy { from, to, .. } => vec![from, to],
+            | Op::Delete { path, .. } => vec![path.clone()],
+            Op::Move { from, to, .. } | Op::Copy { from, to, .. } => {
+                vec![from.clone(), to.clone()]
+            }
+            Op::MoveFolder { from, to, before } | Op::CopyFolder { from, to, before } => before
+                .keys()
+                .flat_map(|p| [p.clone(), rebase(p, from, to)])
+                .collect(),
+            Op::DeleteFolder { before, .. } => before.keys().cloned().collect(),
+        }
+    }
+
+    /// The folders the operation works on as a whole.
+    fn folders(&self) -> Vec<&str> {
+        match self {
+            Op::MoveFolder { from, to, .. } | Op::CopyFolder { from, to, .. } => vec![from, to],
+            Op::DeleteFolder { path, .. } => vec![path],
+            _ => Vec::new(),
         }
     }
 
@@ -246,6 +292,34 @@ impl Op {
                 vec![(path.clone(), exact(before))],
                 vec![(path.clone(), None)],
             ],
+            Op::MoveFolder { from, to, before } => {
+                let (mut old, mut new) = (Vec::new(), Vec::new());
+                for (p, s) in before {
+                    let q = rebase(p, from, to);
+                    old.extend([(p.clone(), exact(s)), (q.clone(), None)]);
+                    new.extend([(p.clone(), None), (q, exact(s))]);
+                }
+                [old, new]
+            }
+            Op::CopyFolder { from, to, before } => {
+                let (mut old, mut new) = (Vec::new(), Vec::new());
+                for (p, s) in before {
+                    let q = rebase(p, from, to);
+                    let copy = Expect {
+                        content: s.content,
+                        uuid: None,
+                        not_uuid: s.uuid.clone(),
+                        fields: vec![s.fields.clone()],
+                    };
+                    old.extend([(p.clone(), exact(s)), (q.clone(), None)]);
+                    new.extend([(p.clone(), exact(s)), (q, Some(copy))]);
+                }
+                [old, new]
+            }
+            Op::DeleteFolder { before, .. } => [
+                before.iter().map(|(p, s)| (p.clone(), exact(s))).collect(),
+                before.keys().map(|p| (p.clone(), None)).collect(),
+            ],
         }
     }
 }
@@ -288,6 +362,8 @@ impl std::fmt::Display for Settled {
 pub struct Model {
     pub files: BTreeMap<String, FileState>,
     busy: BTreeSet<String>,
+    /// Folders a folder operation in flight works on: nothing below them may be used.
+    busy_folders: BTreeSet<String>,
     /// Operations cut off by the kill, settled at the next check.
     cut_off: Vec<Op>,
     next_id: u64,
@@ -300,12 +376,15 @@ const FOLDERS: [&str; 6] = ["", "a", "a/b", "c", "ünï", "m/x/y"];
 const FIELDS: [&str; 5] = ["alt", "tags", "rating", "credit", "draft"];
 /// Around this many files, uploads and deletes balance.
 const TARGET_FILES: usize = 150;
+/// Folders copied or deleted as a whole hold at most this many files.
+const MAX_FOLDER_FILES: usize = 12;
 
 impl Model {
     pub fn new(rng: StdRng) -> Model {
         Model {
             files: BTreeMap::new(),
             busy: BTreeSet::new(),
+            busy_folders: BTreeSet::new(),
             cut_off: Vec::new(),
             next_id: 1,
             rng,
@@ -316,26 +395,64 @@ impl Model {
         &mut self.rng
     }
 
-    fn fresh_path(&mut self, prefix: &str) -> String {
-        let id = self.next_id;
+    fn fresh_id(&mut self) -> u64 {
         self.next_id += 1;
-        let folder = if self.rng.random_bool(0.2) {
-            format!("m/{}", self.rng.random_range(0..4))
-        } else {
-            FOLDERS.choose(&mut self.rng).unwrap().to_string()
-        };
-        let name = format!("{prefix}{id}.txt");
-        if folder.is_empty() {
-            name
-        } else {
-            format!("{folder}/{name}")
+        self.next_id - 1
+    }
+
+    /// A path no file ever had, in a folder no folder operation is using.
+    fn fresh_path(&mut self, prefix: &str) -> String {
+        let name = format!("{prefix}{}.txt", self.fresh_id());
+        for _ in 0..5 {
+            let folder = if self.rng.random_bool(0.2) {
+                format!("m/{}", self.rng.random_range(0..4))
+            } else {
+                FOLDERS.choose(&mut self.rng).unwrap().to_string()
+            };
+            if folder.is_empty() {
+                return name;
+            }
+            let path = format!("{folder}/{name}");
+            if !self.is_busy(&path) {
+                return path;
+            }
         }
+        name
+    }
+
+    fn is_busy(&self, path: &str) -> bool {
+        self.busy.contains(path) || self.busy_folders.iter().any(|f| within(path, f))
+    }
+
+    /// Every folder holding files, with the files below it, when none of them is in use.
+    fn idle_folders(&self) -> Vec<(String, BTreeMap<String, FileState>)> {
+        let mut folders: BTreeMap<&str, BTreeMap<String, FileState>> = BTreeMap::new();
+        for (path, state) in &self.files {
+            let mut at = path.as_str();
+            while let Some((parent, _)) = at.rsplit_once('/') {
+                folders
+                    .entry(parent)
+                    .or_default()
+                    .insert(path.clone(), state.clone());
+                at = parent;
+            }
+        }
+        folders
+            .into_iter()
+            .filter(|(f, _)| {
+                !self.busy.iter().any(|p| within(p, f))
+                    && !self
+                        .busy_folders
+                        .iter()
+                        .any(|b| within(b, f) || within(f, b))
+            })
+            .map(|(f, files)| (f.to_string(), files))
+            .collect()
     }
 
     /// Most files are small; some are large enough to take a while to arrive.
     fn fresh_content(&mut self) -> (Content, bool) {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.fresh_id();
         let size = match self.rng.random_range(0..100) {
             0..50 => self.rng.random_range(MIN_SIZE..8 * 1024),
             50..85 => self.rng.random_range(32 * 1024..512 * 1024),
@@ -395,16 +512,16 @@ impl Model {
         let idle: Vec<String> = self
             .files
             .keys()
-            .filter(|p| !self.busy.contains(*p))
+            .filter(|p| !self.is_busy(p))
             .cloned()
             .collect();
         let many = self.files.len() > TARGET_FILES;
         let few = self.files.len() < TARGET_FILES / 3;
-        // Weights: upload, overwrite, move, copy, meta edit, delete.
-        let weights: [u32; 6] = match (few, many) {
-            (true, _) => [40, 3, 10, 10, 20, 2],
-            (_, true) => [8, 4, 12, 4, 25, 20],
-            _ => [22, 4, 12, 10, 25, 7],
+        // Weights: upload, overwrite, move, copy, meta edit, delete; folder move, copy, delete.
+        let weights: [u32; 9] = match (few, many) {
+            (true, _) => [40, 3, 10, 10, 20, 2, 2, 2, 0],
+            (_, true) => [8, 4, 12, 4, 25, 20, 2, 0, 2],
+            _ => [22, 4, 12, 10, 25, 7, 2, 1, 1],
         };
         let mut roll = self.rng.random_range(0..weights.iter().sum::<u32>());
         let mut kind = 0;
@@ -443,24 +560,77 @@ impl Model {
                 before: self.files[&path].clone(),
                 path,
             },
-            _ => {
-                let (content, slow) = self.fresh_content();
-                Op::Upload {
-                    path: self.fresh_path("up"),
-                    content,
-                    slow,
+            (6..=8, Some(_)) => {
+                let limit = if kind == 6 {
+                    usize::MAX
+                } else {
+                    MAX_FOLDER_FILES
+                };
+                let folders: Vec<_> = self
+                    .idle_folders()
+                    .into_iter()
+                    .filter(|(_, files)| files.len() <= limit)
+                    .collect();
+                let Some((folder, before)) = folders.choose(&mut self.rng).cloned() else {
+                    return self.pick_upload();
+                };
+                let to = format!("d{}", self.fresh_id());
+                match kind {
+                    6 => Op::MoveFolder {
+                        from: folder,
+                        to,
+                        before,
+                    },
+                    7 => Op::CopyFolder {
+                        from: folder,
+                        to,
+                        before,
+                    },
+                    _ => Op::DeleteFolder {
+                        path: folder,
+                        before,
+                    },
                 }
             }
+            _ => return self.pick_upload(),
         };
-        self.busy.extend(op.paths().into_iter().map(str::to_string));
+        self.take(op)
+    }
+
+    /// A new upload, its path marked busy.
+    fn pick_upload(&mut self) -> Op {
+        let (content, slow) = self.fresh_content();
+        let op = Op::Upload {
+            path: self.fresh_path("up"),
+            content,
+            slow,
+        };
+        self.take(op)
+    }
+
+    /// Marks the paths and folders of an operation busy.
+    fn take(&mut self, op: Op) -> Op {
+        self.busy.extend(op.paths());
+        self.busy_folders
+            .extend(op.folders().into_iter().map(str::to_string));
         op
+    }
+
+    /// Frees the paths and folders of an operation that was answered.
+    fn release(&mut self, op: &Op) {
+        for p in op.paths() {
+            self.busy.remove(&p);
+        }
+        for f in op.folders() {
+            self.busy_folders.remove(f);
+        }
     }
 
     /// Applies an operation the server acknowledged; `answer` is its body, if it was read.
     pub fn acknowledged(&mut self, op: &Op, answer: Option<&Value>) {
+        self.release(op);
         let [_, done] = op.outcomes(answer);
         for (path, expect) in done {
-            self.busy.remove(&path);
             match expect {
                 None => {
                     self.files.remove(&path);
@@ -479,9 +649,7 @@ impl Model {
 
     /// Frees the paths of an operation the server refused (the round fails anyway).
     pub fn refused(&mut self, op: &Op) {
-        for p in op.paths() {
-            self.busy.remove(p);
-        }
+        self.release(op);
     }
 
     /// Keeps an operation whose answer never came, to be settled after the restart.
@@ -498,7 +666,7 @@ impl Model {
         let mut settled = Settled::default();
         let mut seen: BTreeSet<String> = BTreeSet::new();
         for op in std::mem::take(&mut self.cut_off) {
-            seen.extend(op.paths().into_iter().map(str::to_string));
+            seen.extend(op.paths());
             let outcomes = op.outcomes(None);
             let fits = |o: &Outcome| {
                 o.iter().all(|(p, e)| match (e, disk.get(p)) {
@@ -508,7 +676,14 @@ impl Model {
                 })
             };
             let Some(i) = outcomes.iter().position(fits) else {
-                let found: Vec<_> = op.paths().iter().map(|p| (*p, disk.get(*p))).collect();
+                let found: Vec<_> = op
+                    .paths()
+                    .into_iter()
+                    .map(|p| {
+                        let f = disk.get(&p);
+                        (p, f)
+                    })
+                    .collect();
                 errors.push(format!(
                     "a {} cut off by the kill left neither its old nor its new state: {op:?}; \
                      found {found:?}",
@@ -552,6 +727,7 @@ impl Model {
             }
         }
         self.busy.clear();
+        self.busy_folders.clear();
         if errors.is_empty() {
             Ok(settled)
         } else {

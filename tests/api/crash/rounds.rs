@@ -1,6 +1,7 @@
 //! Crash rounds: the real binary is killed with SIGKILL at a random moment while clients send
 //! a random mix of uploads (small to 4 MiB, some streamed slowly, some overwriting), moves,
-//! copies, meta edits and deletes, all at once. After each kill the server is started again
+//! copies, meta edits and deletes of files, and moves, copies and deletes of whole folders,
+//! all at once. After each kill the server is started again
 //! over the same project and, once its start-up reconcile is done, the round checks:
 //!
 //! - no temp file anywhere in `uploads/` (`.meta` and `.staging` included);
@@ -14,7 +15,8 @@
 //!
 //! `FLEXTYPE_CRASH_ROUNDS` sets the number of rounds (default 50), `FLEXTYPE_CRASH_SEED` the
 //! seed of every random choice (printed at the start; the timing of a run cannot be replayed,
-//! the sequence of choices can), `FLEXTYPE_CRASH_KEEP=1` keeps the project folder.
+//! the sequence of choices can), `FLEXTYPE_CRASH_KEEP=1` keeps the project folder (with every
+//! server's log beside it), `FLEXTYPE_CRASH_LOG` is the servers' `RUST_LOG`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -44,6 +46,8 @@ struct Counts {
     acked: AtomicUsize,
     in_flight: AtomicUsize,
     cut_off: AtomicUsize,
+    /// What each client is waiting for, to tell which request hangs.
+    waiting: Mutex<BTreeMap<usize, String>>,
 }
 
 /// The figures of one round, and summed over all of them.
@@ -112,6 +116,7 @@ struct Api {
 }
 
 /// The server's answer: its status, and its body when it could be read.
+#[derive(Debug)]
 struct Answer {
     status: StatusCode,
     body: Option<Value>,
@@ -191,6 +196,18 @@ impl Api {
                 self.json(Method::DELETE, "/api/files", json!({ "path": path }))
                     .await?
             }
+            Op::MoveFolder { from, to, .. } => {
+                let body = json!({ "path": from, "new_path": to });
+                self.json(Method::PUT, "/api/folders", body).await?
+            }
+            Op::CopyFolder { from, to, .. } => {
+                let body = json!({ "path": from, "new_path": to });
+                self.json(Method::PUT, "/api/folders/copy", body).await?
+            }
+            Op::DeleteFolder { path, .. } => {
+                let body = json!({ "path": path, "recursive": true });
+                self.json(Method::DELETE, "/api/folders", body).await?
+            }
         };
         let status = res.status();
         let body = res
@@ -204,6 +221,7 @@ impl Api {
 
 /// Sends operations until `stop`; returns what went wrong while the server was up.
 async fn client(
+    n: usize,
     api: Arc<Api>,
     model: Arc<Mutex<Model>>,
     stop: Arc<AtomicBool>,
@@ -214,8 +232,14 @@ async fn client(
         let op = model.lock().unwrap().pick();
         counts.sent.fetch_add(1, Ordering::SeqCst);
         counts.in_flight.fetch_add(1, Ordering::SeqCst);
+        let since = Instant::now();
+        counts.waiting.lock().unwrap().insert(n, format!("{op:?}"));
         let answer = api.send(&op).await;
+        counts.waiting.lock().unwrap().remove(&n);
         counts.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if since.elapsed() > DEADLINE / 2 {
+            wrong.push(format!("{op:?} took {:?}: {answer:?}", since.elapsed()));
+        }
         let mut model = model.lock().unwrap();
         match answer {
             Ok(a) if a.status.is_success() => {
@@ -342,7 +366,9 @@ async fn stop_and_verify(server: &mut Served, project: &Path, tag: &str) {
 
 /// Starts the server over the project and waits for its start-up reconcile.
 async fn start(dir: &Path, project: &Path, tag: &str) -> Served {
-    let server = serve(dir, project, tag, CONFIG, &[]).await;
+    let log = std::env::var("FLEXTYPE_CRASH_LOG").ok();
+    let envs: Vec<(&str, &str)> = log.iter().map(|l| ("RUST_LOG", l.as_str())).collect();
+    let server = serve(dir, project, tag, CONFIG, &envs).await;
     server.wait_reconciled().await;
     server
 }
@@ -384,8 +410,9 @@ async fn crash_rounds(rounds: u64) {
         let stop = Arc::new(AtomicBool::new(false));
         let counts = Arc::new(Counts::default());
         let clients: Vec<_> = (0..CLIENTS)
-            .map(|_| {
+            .map(|n| {
                 tokio::spawn(client(
+                    n,
                     api.clone(),
                     model.clone(),
                     stop.clone(),
@@ -411,7 +438,10 @@ async fn crash_rounds(rounds: u64) {
         for c in clients {
             let w = tokio::time::timeout(DEADLINE, c)
                 .await
-                .expect("a client hung after the kill")
+                .unwrap_or_else(|_| {
+                    let waiting = counts.waiting.lock().unwrap();
+                    panic!("round {round}: a client hung after the kill: {waiting:?}")
+                })
                 .unwrap();
             wrong.extend(w);
         }
