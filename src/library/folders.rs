@@ -7,7 +7,7 @@ use std::path::Path;
 use super::{not_found_as, now_secs, Change, Library, LibraryError, Result};
 use crate::storage::atomic::{self, rename_noreplace};
 use crate::storage::meta;
-use crate::storage::paths::{is_hidden_name, MediaPath};
+use crate::storage::paths::{is_hidden_name, MediaPath, META_EXT};
 
 /// A folder and what it directly holds.
 #[derive(Debug, Clone)]
@@ -135,18 +135,27 @@ impl Library {
                 lib.ensure_folder(&parent)?;
             }
             let files = lib.walk_files(&from)?;
-            fs::create_dir(&dst).map_err(|e| exists_as(e, &to))?;
-            let undo = TreeUndo::new(vec![dst.clone(), lib.layout().meta_folder(&to)?]);
-            fs::create_dir_all(lib.layout().meta_folder(&to)?)?;
-            copy_dirs(&lib.layout().file(&from)?, &dst)?;
+            // The copy is made out of sight, in temp folders beside the folder and its twin,
+            // and renamed into place meta first: a crash leaves no copy (at worst its meta,
+            // orphaned and removed after the grace period) or a whole one, never a part.
+            let mdst = lib.layout().meta_folder(&to)?;
+            let (parent, meta_parent) = (parent_of(&dst), parent_of(&mdst));
+            fs::create_dir_all(meta_parent)?;
+            let tmp = atomic::temp_dir_in(parent)?;
+            let undo = TreeUndo::new(vec![tmp.clone()]);
+            let tmp_meta = atomic::temp_dir_in(meta_parent)?;
+            let undo = undo.and(tmp_meta.clone());
+            copy_dirs(&lib.layout().file(&from)?, &tmp)?;
+            let mut copies = Vec::with_capacity(files.len());
             for f in &files {
                 let entry = lib.refresh(f)?;
-                let Some(target) = f.rebase(&from, &to) else {
+                let (Some(target), Some(rel)) = (f.rebase(&from, &to), f.relative_to(&from)) else {
                     continue;
                 };
-                let target_path = lib.layout().file(&target)?;
-                fs::copy(lib.layout().file(f)?, &target_path)?;
-                let md = fs::metadata(&target_path)?;
+                let copy = tmp.join(rel);
+                fs::copy(lib.layout().file(f)?, &copy)?;
+                fs::File::open(&copy)?.sync_all()?;
+                let md = fs::metadata(&copy)?;
                 let mut m = entry.meta;
                 m.insert("uuid".into(), uuid::Uuid::now_v7().to_string().into());
                 m.insert("uploaded_on".into(), now_secs().into());
@@ -154,10 +163,22 @@ impl Library {
                     "modified_on".into(),
                     meta::seconds_value(super::mtime_secs(md.modified()?)),
                 );
-                meta::write(&lib.layout().meta_file(&target)?, &m)?;
-                lib.index_set(&target, &m);
+                meta::write(&tmp_meta.join(format!("{rel}.{META_EXT}")), &m)?;
+                copies.push((target, m));
             }
+            // A stale twin left at the target by hand would block the rename.
+            if mdst.exists() {
+                fs::remove_dir_all(&mdst)?;
+            }
+            fs::rename(&tmp_meta, &mdst)?;
+            let undo = undo.and(mdst.clone());
+            rename_noreplace(&tmp, &dst).map_err(|e| exists_as(e, &to))?;
             undo.disarm();
+            atomic::sync_dir(meta_parent)?;
+            atomic::sync_dir(parent)?;
+            for (target, m) in &copies {
+                lib.index_set(target, m);
+            }
             lib.folder_info(&to)
         })
         .await
@@ -178,13 +199,30 @@ impl Library {
             if not_empty && !recursive {
                 return Err(LibraryError::FolderNotEmpty);
             }
-            fs::remove_dir_all(&dir).map_err(|e| not_found_as(e, LibraryError::FolderNotFound))?;
+            // Out of sight first, the folder before its twin, one rename each: a crash leaves
+            // the folder whole or gone (its meta then orphaned and removed after the grace
+            // period), never a part of it. What is left in temp folders goes at the next start.
+            let hidden = atomic::rename_out_of_sight(&dir)
+                .map_err(|e| not_found_as(e, LibraryError::FolderNotFound))?;
             let twin = lib.layout().meta_folder(&p)?;
-            if twin.exists() {
-                fs::remove_dir_all(&twin)?;
-            }
+            let hidden_twin = match twin.exists() {
+                true => match atomic::rename_out_of_sight(&twin) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        let _ = fs::rename(&hidden, &dir);
+                        return Err(e.into());
+                    }
+                },
+                false => None,
+            };
+            atomic::sync_dir(parent_of(&dir))?;
             lib.hashes().remove_tree(&p);
-            lib.changed(Change::Tree(p));
+            lib.changed(Change::Tree(p.clone()));
+            for gone in std::iter::once(&hidden).chain(&hidden_twin) {
+                if let Err(e) = fs::remove_dir_all(gone) {
+                    tracing::warn!(path = %p, error = %e, "a deleted folder was not removed entirely; the rest goes at the next start");
+                }
+            }
             Ok(())
         })
         .await
@@ -226,11 +264,23 @@ fn copy_dirs(src: &Path, dst: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The folder holding `path` (a folder of the tree or of `.meta`, never the filesystem root).
+fn parent_of(path: &Path) -> &Path {
+    path.parent().unwrap_or(path)
+}
+
 /// Removes folders made by a copy that failed half-way.
 struct TreeUndo(Option<Vec<std::path::PathBuf>>);
 
 impl TreeUndo {
     fn new(dirs: Vec<std::path::PathBuf>) -> Self {
+        TreeUndo(Some(dirs))
+    }
+
+    /// The same guard, removing `dir` too.
+    fn and(mut self, dir: std::path::PathBuf) -> Self {
+        let mut dirs = self.0.take().unwrap_or_default();
+        dirs.push(dir);
         TreeUndo(Some(dirs))
     }
 

@@ -1,7 +1,7 @@
 //! Crash-safe writes: temp file in the same folder, fsync, rename, fsync the folder.
 //!
-//! Every temp file this crate creates carries [`TEMP_PREFIX`], so a start-up sweep can remove
-//! what a crash left behind. Nothing here knows what the bytes mean.
+//! Every temp file and temp folder this crate creates carries [`TEMP_PREFIX`], so a start-up
+//! sweep can remove what a crash left behind. Nothing here knows what the bytes mean.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -78,6 +78,30 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     fs::rename(from, to)
 }
 
+/// Makes a new empty folder with a temp name inside `dir`, for building something out of
+/// sight before it is renamed into place.
+pub fn temp_dir_in(dir: &Path) -> io::Result<PathBuf> {
+    tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempdir_in(dir)
+        .map(tempfile::TempDir::keep)
+        .map_err(|e| with_path(e, "creating a temp folder in", dir))
+}
+
+/// Renames `path` to a new temp name in its folder, out of sight (and removed by the start-up
+/// sweep if nothing else removes it); returns the new path.
+pub fn rename_out_of_sight(path: &Path) -> io::Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tries = 0;
+    loop {
+        let hidden = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
+        match rename_noreplace(path, &hidden) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+            other => return other.map(|_| hidden),
+        }
+    }
+}
+
 /// A path that is removed when the guard drops, unless [`Cleanup::disarm`] was called.
 ///
 /// Multi-step operations hold one so that a failure half-way leaves nothing behind.
@@ -107,16 +131,26 @@ impl Drop for Cleanup {
     }
 }
 
-/// Removes temp files a crash left anywhere below `root`; returns how many.
+/// Removes temp files and temp folders a crash left anywhere below `root`; returns how many.
 pub fn sweep_stale(root: &Path) -> usize {
-    walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .into_iter()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
-        .filter(|e| fs::remove_file(e.path()).is_ok())
-        .count()
+    let mut removed = 0;
+    let mut walk = walkdir::WalkDir::new(root).follow_links(false).into_iter();
+    while let Some(entry) = walk.next() {
+        let Ok(e) = entry else { continue };
+        if e.depth() == 0 || !e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let gone = if e.file_type().is_dir() {
+            walk.skip_current_dir();
+            fs::remove_dir_all(e.path())
+        } else if e.file_type().is_file() {
+            fs::remove_file(e.path())
+        } else {
+            continue;
+        };
+        removed += usize::from(gone.is_ok());
+    }
+    removed
 }
 
 #[cfg(test)]
@@ -152,5 +186,30 @@ mod tests {
         fs::write(dir.path().join("x/keep"), "").unwrap();
         assert_eq!(sweep_stale(dir.path()), 1);
         assert!(dir.path().join("x/keep").exists());
+    }
+
+    #[test]
+    fn sweep_removes_a_temp_folder_with_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = temp_dir_in(dir.path()).unwrap();
+        fs::create_dir_all(tmp.join("a/b")).unwrap();
+        fs::write(tmp.join("a/b/file.jpg"), "x").unwrap();
+        fs::write(dir.path().join("keep.jpg"), "").unwrap();
+        assert_eq!(sweep_stale(dir.path()), 1);
+        assert!(!tmp.exists());
+        assert!(dir.path().join("keep.jpg").exists());
+    }
+
+    #[test]
+    fn out_of_sight_renames_to_a_new_temp_name_beside() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("folder");
+        fs::create_dir_all(folder.join("sub")).unwrap();
+        let hidden = rename_out_of_sight(&folder).unwrap();
+        assert!(!folder.exists());
+        assert_eq!(hidden.parent(), Some(dir.path()));
+        assert!(hidden.join("sub").is_dir());
+        let name = hidden.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(TEMP_PREFIX), "{name}");
     }
 }

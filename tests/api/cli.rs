@@ -140,11 +140,16 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// Writes a config file for a child server and returns its path.
+/// Writes a config file for a child server and returns its path. Watching is off unless
+/// `extra` has a `watch:` section of its own.
 pub fn write_config(dir: &Path, name: &str, project: &Path, port: u16, extra: &str) -> PathBuf {
     let path = dir.join(name);
+    let watch = match extra.lines().any(|l| l.starts_with("watch:")) {
+        true => "",
+        false => "watch: { enabled: false }\n",
+    };
     let text = format!(
-        "project: '{}'\nserver: {{ address: '127.0.0.1:{port}', workers: 2 }}\nwatch: {{ enabled: false }}\n{extra}",
+        "project: '{}'\nserver: {{ address: '127.0.0.1:{port}', workers: 2 }}\n{watch}{extra}",
         project.display()
     );
     std::fs::write(&path, text).unwrap();
@@ -202,7 +207,11 @@ impl Served {
             if h["reconcile"]["state"] == "done" {
                 return;
             }
-            assert!(Instant::now() < until, "reconcile not done: {h}");
+            assert!(
+                Instant::now() < until && h["reconcile"]["state"] != "failed",
+                "reconcile not done: {h}; stderr:\n{}",
+                self.child.stderr_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
