@@ -11,6 +11,7 @@ pub mod health;
 pub mod meta;
 pub mod objects;
 pub mod params;
+pub mod ranges;
 pub mod search;
 pub mod serve;
 pub mod upload;

@@ -1,0 +1,168 @@
+//! Byte ranges of a served file (RFC 9110 §14): what a `Range` header asks of a file of a given
+//! size, and the layout of a `multipart/byteranges` body.
+//!
+//! Pure: no I/O and no request or response types, so the decision can be tested and fuzzed
+//! on its own. Serving (`serve.rs`) turns the answer into headers and reads the bytes.
+
+use bytes::Bytes;
+
+/// More ranges than this in one request are answered with the whole file.
+pub const MAX_RANGES: usize = 32;
+
+/// A non-empty run of bytes inside a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub length: u64,
+}
+
+impl ByteRange {
+    /// The position of the last byte (inclusive), as `Content-Range` names it.
+    pub fn last(&self) -> u64 {
+        self.start + self.length - 1
+    }
+
+    /// The `Content-Range` value of this range of a file of `size` bytes.
+    pub fn content_range(&self, size: u64) -> String {
+        format!("bytes {}-{}/{size}", self.start, self.last())
+    }
+}
+
+/// What a `Range` header gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RangeAnswer {
+    /// 200 with the whole file: no header, nothing usable in it, or too many ranges.
+    Whole,
+    /// 206: one range as a plain body, more as `multipart/byteranges`.
+    Partial(Vec<ByteRange>),
+    /// 416 with `Content-Range: bytes */<size>`.
+    Unsatisfiable,
+}
+
+/// The answer to `Range: <header>` for a file of `size` bytes.
+pub fn answer(header: &str, size: u64) -> RangeAnswer {
+    match actix_files::HttpRange::parse(header, size) {
+        Ok(ranges) if ranges.is_empty() || ranges.len() > MAX_RANGES => RangeAnswer::Whole,
+        Ok(ranges) => RangeAnswer::Partial(
+            ranges
+                .iter()
+                .map(|r| ByteRange {
+                    start: r.start,
+                    length: r.length,
+                })
+                .collect(),
+        ),
+        Err(_) => RangeAnswer::Unsatisfiable,
+    }
+}
+
+/// One piece of a response body: literal text, or `(start, length)` of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Text(Bytes),
+    Range(u64, u64),
+}
+
+/// The body of a `multipart/byteranges` answer: each range under its own part header, then
+/// the closing delimiter.
+pub fn multipart(
+    ranges: &[ByteRange],
+    boundary: &str,
+    content_type: &str,
+    size: u64,
+) -> Vec<Segment> {
+    let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
+    for r in ranges {
+        let head = format!(
+            "\r\n--{boundary}\r\nContent-Type: {content_type}\r\nContent-Range: {}\r\n\r\n",
+            r.content_range(size)
+        );
+        out.push(Segment::Text(Bytes::from(head)));
+        out.push(Segment::Range(r.start, r.length));
+    }
+    out.push(Segment::Text(Bytes::from(format!(
+        "\r\n--{boundary}--\r\n"
+    ))));
+    out
+}
+
+/// The number of bytes a body made of `segments` has.
+pub fn body_len(segments: &[Segment]) -> u64 {
+    segments
+        .iter()
+        .map(|s| match s {
+            Segment::Text(b) => b.len() as u64,
+            Segment::Range(_, len) => *len,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_range_multiple_ranges_and_none() {
+        assert_eq!(
+            answer("bytes=0-9", 100),
+            RangeAnswer::Partial(vec![ByteRange {
+                start: 0,
+                length: 10
+            }])
+        );
+        assert_eq!(
+            answer("bytes=-5", 100),
+            RangeAnswer::Partial(vec![ByteRange {
+                start: 95,
+                length: 5
+            }])
+        );
+        match answer("bytes=0-0,10-", 20) {
+            RangeAnswer::Partial(r) => assert_eq!(r.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(answer("", 100), RangeAnswer::Whole);
+        assert_eq!(answer("bytes=100-", 100), RangeAnswer::Unsatisfiable);
+    }
+
+    #[test]
+    fn more_than_the_limit_gets_the_whole_file() {
+        let many = (0..=MAX_RANGES)
+            .map(|i| format!("{i}-{i}"))
+            .collect::<Vec<_>>();
+        assert_eq!(
+            answer(&format!("bytes={}", many.join(",")), 1000),
+            RangeAnswer::Whole
+        );
+    }
+
+    #[test]
+    fn multipart_length_counts_every_part() {
+        let ranges = [
+            ByteRange {
+                start: 0,
+                length: 2,
+            },
+            ByteRange {
+                start: 5,
+                length: 3,
+            },
+        ];
+        let segments = multipart(&ranges, "b", "text/plain", 10);
+        assert_eq!(segments.len(), 5);
+        assert_eq!(
+            segments[0],
+            Segment::Text(Bytes::from_static(
+                b"\r\n--b\r\nContent-Type: text/plain\r\nContent-Range: bytes 0-1/10\r\n\r\n"
+            ))
+        );
+        let text: u64 = segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Text(t) => Some(t.len() as u64),
+                Segment::Range(..) => None,
+            })
+            .sum();
+        assert_eq!(body_len(&segments), text + 5);
+    }
+}
