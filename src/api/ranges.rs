@@ -41,19 +41,27 @@ pub enum RangeAnswer {
 
 /// The answer to `Range: <header>` for a file of `size` bytes.
 pub fn answer(header: &str, size: u64) -> RangeAnswer {
-    match actix_files::HttpRange::parse(header, size) {
-        Ok(ranges) if ranges.is_empty() || ranges.len() > MAX_RANGES => RangeAnswer::Whole,
-        Ok(ranges) => RangeAnswer::Partial(
-            ranges
-                .iter()
-                .map(|r| ByteRange {
-                    start: r.start,
-                    length: r.length,
-                })
-                .collect(),
-        ),
-        Err(_) => RangeAnswer::Unsatisfiable,
+    use http_range::{HttpRange, HttpRangeParseError};
+    let ranges = match HttpRange::parse(header, size) {
+        Ok(ranges) => ranges,
+        // Every range starts past the end.
+        Err(HttpRangeParseError::NoOverlap) => return RangeAnswer::Unsatisfiable,
+        // Another unit, which must be ignored, or a malformed set, which may be
+        // (RFC 9110 §14.2): nothing in it can be satisfied.
+        Err(HttpRangeParseError::InvalidRange) => return RangeAnswer::Whole,
+    };
+    if ranges.is_empty() || ranges.len() > MAX_RANGES {
+        return RangeAnswer::Whole;
     }
+    RangeAnswer::Partial(
+        ranges
+            .iter()
+            .map(|r| ByteRange {
+                start: r.start,
+                length: r.length,
+            })
+            .collect(),
+    )
 }
 
 /// One piece of a response body: literal text, or `(start, length)` of the file.
@@ -123,6 +131,20 @@ mod tests {
         }
         assert_eq!(answer("", 100), RangeAnswer::Whole);
         assert_eq!(answer("bytes=100-", 100), RangeAnswer::Unsatisfiable);
+    }
+
+    #[test]
+    fn range_in_another_unit_or_malformed_is_ignored_not_416() {
+        for header in [
+            "items=0-5",
+            "bytes=abc",
+            "bytes=5-4",
+            "bytes=0-1,x",
+            "bytes=99999999999999999999-",
+        ] {
+            assert_eq!(answer(header, 100), RangeAnswer::Whole, "{header}");
+        }
+        assert_eq!(answer("bytes=200-", 100), RangeAnswer::Unsatisfiable);
     }
 
     #[test]
