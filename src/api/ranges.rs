@@ -50,7 +50,9 @@ pub fn answer(header: &str, size: u64) -> RangeAnswer {
         // (RFC 9110 §14.2): nothing in it can be satisfied.
         Err(HttpRangeParseError::InvalidRange) => return RangeAnswer::Whole,
     };
-    if ranges.is_empty() || ranges.len() > MAX_RANGES {
+    // A suffix range of an empty file is satisfiable but holds no byte, and no
+    // `Content-Range` can name it: the (empty) whole file answers.
+    if ranges.is_empty() || ranges.len() > MAX_RANGES || ranges.iter().any(|r| r.length == 0) {
         return RangeAnswer::Whole;
     }
     RangeAnswer::Partial(
@@ -145,6 +147,14 @@ mod tests {
             assert_eq!(answer(header, 100), RangeAnswer::Whole, "{header}");
         }
         assert_eq!(answer("bytes=200-", 100), RangeAnswer::Unsatisfiable);
+    }
+
+    #[test]
+    fn suffix_range_of_an_empty_file_gets_the_empty_file_not_a_wrapped_content_range() {
+        assert_eq!(answer("bytes=-5", 0), RangeAnswer::Whole);
+        assert_eq!(answer("bytes=-5,0-", 0), RangeAnswer::Whole);
+        assert_eq!(answer("bytes=0-", 0), RangeAnswer::Unsatisfiable);
+        assert_eq!(answer("bytes=-0", 0), RangeAnswer::Unsatisfiable);
     }
 
     #[test]
