@@ -55,6 +55,14 @@ pub fn answer(header: &str, size: u64) -> RangeAnswer {
     if ranges.is_empty() || ranges.len() > MAX_RANGES || ranges.iter().any(|r| r.length == 0) {
         return RangeAnswer::Whole;
     }
+    // Ranges that overlap so much they add up to more than the file would let one small
+    // request make the server send the file many times over: the whole file is cheaper.
+    let total = ranges
+        .iter()
+        .try_fold(0u64, |sum, r| sum.checked_add(r.length));
+    if total.is_none_or(|total| total > size) {
+        return RangeAnswer::Whole;
+    }
     RangeAnswer::Partial(
         ranges
             .iter()
@@ -155,6 +163,16 @@ mod tests {
         assert_eq!(answer("bytes=-5,0-", 0), RangeAnswer::Whole);
         assert_eq!(answer("bytes=0-", 0), RangeAnswer::Unsatisfiable);
         assert_eq!(answer("bytes=-0", 0), RangeAnswer::Unsatisfiable);
+    }
+
+    #[test]
+    fn overlapping_ranges_adding_up_to_more_than_the_file_get_the_whole_file_once() {
+        assert_eq!(answer("bytes=0-,0-,0-", 1000), RangeAnswer::Whole);
+        assert_eq!(answer("bytes=0-,1-", u64::MAX), RangeAnswer::Whole);
+        match answer("bytes=0-10,5-15", 1000) {
+            RangeAnswer::Partial(r) => assert_eq!(r.len(), 2),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
