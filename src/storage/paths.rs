@@ -15,6 +15,9 @@ use std::path::{Component, Path, PathBuf};
 pub const META_DIR: &str = ".meta";
 /// The extension appended to a file's name to name its meta file.
 pub const META_EXT: &str = "yaml";
+/// The longest name component: a file's meta file adds `.yaml` to its name, and both must
+/// fit the 255 bytes a file name may have.
+pub const MAX_NAME_BYTES: usize = 255 - 1 - META_EXT.len();
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PathError {
@@ -30,7 +33,7 @@ pub enum PathError {
     ControlChar,
     #[error("'{0}' is a partial-download name")]
     PartialName(String),
-    #[error("Path component is longer than 255 bytes")]
+    #[error("Path component is longer than {MAX_NAME_BYTES} bytes")]
     TooLong,
     #[error("Path leads outside the uploads folder")]
     Escapes,
@@ -153,7 +156,7 @@ pub fn check_name(name: &str) -> Result<(), PathError> {
     if name.is_empty() {
         return Err(PathError::EmptyComponent);
     }
-    if name.len() > 255 {
+    if name.len() > MAX_NAME_BYTES {
         return Err(PathError::TooLong);
     }
     if name.starts_with('.') {
@@ -335,6 +338,21 @@ mod tests {
         assert_eq!(f.name(), "c.jpg");
         let to = MediaPath::parse("z").unwrap();
         assert_eq!(f.rebase(&a, &to).unwrap().as_str(), "z/c.jpg");
+    }
+
+    #[test]
+    fn name_too_long_for_its_meta_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::open(&dir.path().join("project")).unwrap();
+        let longest = MediaPath::parse(&"n".repeat(MAX_NAME_BYTES)).unwrap();
+        std::fs::write(layout.file(&longest).unwrap(), b"x").unwrap();
+        std::fs::write(layout.meta_file(&longest).unwrap(), b"title: x\n").unwrap();
+        for len in [MAX_NAME_BYTES + 1, 255] {
+            assert_eq!(
+                MediaPath::parse(&format!("a/{}", "n".repeat(len))),
+                Err(PathError::TooLong)
+            );
+        }
     }
 
     #[cfg(unix)]
