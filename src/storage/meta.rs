@@ -59,11 +59,38 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
         return Ok(Mapping::new());
     }
     match serde_yaml::from_slice::<Value>(bytes) {
+        Ok(Value::Mapping(m)) if has_tagged_key(&m) => {
+            Err("a mapping key has a tag, which cannot be written back".into())
+        }
         Ok(Value::Mapping(m)) => Ok(m),
         Ok(Value::Null) => Ok(Mapping::new()),
         Ok(_) => Err("the document is not a mapping".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Whether `v` is or holds a tagged value.
+fn is_tagged(v: &Value) -> bool {
+    match v {
+        Value::Tagged(_) => true,
+        Value::Sequence(s) => s.iter().any(is_tagged),
+        Value::Mapping(m) => m.keys().chain(m.values()).any(is_tagged),
+        _ => false,
+    }
+}
+
+/// Whether a mapping in `m` (itself included) has a key that holds a tag: the YAML writer
+/// cannot emit one, so such a meta could be read but never written back.
+fn has_tagged_key(m: &Mapping) -> bool {
+    fn inside(v: &Value) -> bool {
+        match v {
+            Value::Mapping(m) => has_tagged_key(m),
+            Value::Sequence(s) => s.iter().any(inside),
+            Value::Tagged(t) => inside(&t.value),
+            _ => false,
+        }
+    }
+    m.keys().any(is_tagged) || m.keys().chain(m.values()).any(inside)
 }
 
 /// Writes a meta file atomically.
@@ -425,6 +452,20 @@ mod tests {
         assert!(parse(b"a: [1, 2").is_err());
         assert!(parse(b"- 1\n- 2\n").is_err());
         assert!(parse(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn meta_with_a_tagged_key_is_invalid_instead_of_unwritable() {
+        for yaml in [
+            "? !k k\n: v\n",
+            "a:\n  ? !k k\n  : v\n",
+            "a: [{? !k k\n : v}]\n",
+            "? [!k k]\n: v\n",
+        ] {
+            assert!(parse(yaml.as_bytes()).is_err(), "{yaml:?}");
+        }
+        let tagged_values = m("a: !t [1]\nb: !c {x: 1}\n");
+        assert!(serde_yaml::to_string(&tagged_values).is_ok());
     }
 
     #[test]
