@@ -22,6 +22,11 @@ pub const SYSTEM_FIELDS: [&str; 7] = [
     "exif",
 ];
 
+/// How many levels of maps and lists a meta may nest, the top mapping included: what the
+/// YAML reader accepts (its recursion limit), so an edit can never write a meta that cannot
+/// be read back.
+pub const MAX_DEPTH: usize = 128;
+
 /// Meta files larger than this are refused as invalid instead of being parsed.
 pub const MAX_META_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -216,6 +221,27 @@ pub enum FieldError {
     Exists(String),
     #[error("Field '{0}' is inside a value that is not a map or list")]
     NotAContainer(String),
+    #[error("Field '{0}' would nest the meta deeper than {MAX_DEPTH} levels")]
+    TooDeep(String),
+}
+
+/// Levels of maps, lists and tags in `v` (0 for a plain scalar).
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Mapping(m) => 1 + m.values().chain(m.keys()).map(depth).max().unwrap_or(0),
+        Value::Sequence(s) => 1 + s.iter().map(depth).max().unwrap_or(0),
+        Value::Tagged(t) => 1 + depth(&t.value),
+        _ => 0,
+    }
+}
+
+/// Refuses a value that, set at `field` (`parts` deep below the top mapping), would nest
+/// the meta deeper than it can be read back.
+fn check_depth(parts: &[&str], field: &str, value: &Value) -> Result<(), FieldError> {
+    if parts.len() + depth(value) > MAX_DEPTH {
+        return Err(FieldError::TooDeep(field.to_string()));
+    }
+    Ok(())
 }
 
 fn split_field(field: &str) -> Result<Vec<&str>, FieldError> {
@@ -281,6 +307,7 @@ fn last_slot<'a>(
 /// Replaces the value of an existing field.
 pub fn update_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(), FieldError> {
     let parts = split_field(field)?;
+    check_depth(&parts, field, &value)?;
     let (last, head) = parts.split_last().ok_or(FieldError::BadName)?;
     let slot = if head.is_empty() {
         meta.get_mut(*last)
@@ -299,6 +326,7 @@ pub fn update_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(),
 /// Adds a field that does not exist yet, creating intermediate maps.
 pub fn add_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(), FieldError> {
     let parts = split_field(field)?;
+    check_depth(&parts, field, &value)?;
     let (last, head) = parts.split_last().ok_or(FieldError::BadName)?;
     if head.is_empty() {
         if meta.contains_key(*last) {
@@ -466,6 +494,39 @@ mod tests {
         }
         let tagged_values = m("a: !t [1]\nb: !c {x: 1}\n");
         assert!(serde_yaml::to_string(&tagged_values).is_ok());
+    }
+
+    #[test]
+    fn edit_that_would_nest_the_meta_too_deep_to_read_back_is_refused() {
+        let nested = |levels: usize| {
+            let mut v = Value::from(1);
+            for _ in 0..levels {
+                v = Value::Sequence(vec![v]);
+            }
+            v
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.yaml");
+        let mut meta = m("title: A\n");
+        add_field(&mut meta, "a.b", nested(MAX_DEPTH - 2)).unwrap();
+        write(&file, &meta).unwrap();
+        assert_eq!(read(&file).unwrap(), Some(meta.clone()));
+        assert_eq!(
+            add_field(&mut meta, "x.y", nested(MAX_DEPTH - 1)),
+            Err(FieldError::TooDeep("x.y".into()))
+        );
+        assert_eq!(
+            update_field(&mut meta, "title", nested(MAX_DEPTH)),
+            Err(FieldError::TooDeep("title".into()))
+        );
+        let long_field = vec!["f"; MAX_DEPTH + 1].join(".");
+        assert!(matches!(
+            add_field(&mut meta, &long_field, 1.into()),
+            Err(FieldError::TooDeep(_))
+        ));
+        add_field(&mut meta, &vec!["g"; MAX_DEPTH].join("."), 1.into()).unwrap();
+        write(&file, &meta).unwrap();
+        assert_eq!(read(&file).unwrap(), Some(meta));
     }
 
     #[test]
