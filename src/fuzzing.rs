@@ -436,7 +436,7 @@ pub fn meta_yaml_in(dir: &Path, data: &[u8]) {
         } else {
             Value::String(format!("v{i}"))
         };
-        check_edits(&mut edited, field, value);
+        check_edits(&mut edited, field, value, (i < 4).then_some(file.as_path()));
     }
     check_json(&edited);
     check_round_trip(&file, &edited);
@@ -511,7 +511,14 @@ fn get_field<'a>(m: &'a Mapping, field: &str) -> Option<&'a Value> {
     Some(node)
 }
 
-fn check_edits(meta: &mut Mapping, field: &str, value: Value) {
+/// Edits `field` every way; with `file`, the meta after each successful update or add must
+/// also survive a write and a read.
+fn check_edits(meta: &mut Mapping, field: &str, value: Value, file: Option<&Path>) {
+    let round_trip = |meta: &Mapping| {
+        if let Some(file) = file {
+            check_round_trip(file, meta);
+        }
+    };
     let malformed = field.is_empty() || field.split('.').any(str::is_empty);
     let system =
         !malformed && meta::SYSTEM_FIELDS.contains(&field.split('.').next().unwrap_or_default());
@@ -530,7 +537,10 @@ fn check_edits(meta: &mut Mapping, field: &str, value: Value) {
     let r = meta::update_field(meta, field, value.clone());
     expect_refusal(&r, "update");
     match r {
-        Ok(()) => assert_eq!(get_field(meta, field), Some(&value), "update {field:?}"),
+        Ok(()) => {
+            assert_eq!(get_field(meta, field), Some(&value), "update {field:?}");
+            round_trip(meta);
+        }
         Err(_) => assert_eq!(*meta, before, "a refused update changed the meta"),
     }
 
@@ -539,6 +549,7 @@ fn check_edits(meta: &mut Mapping, field: &str, value: Value) {
     if r.is_ok() {
         let added = format!("{field}.added");
         assert_eq!(get_field(meta, &added), Some(&value), "add {added:?}");
+        round_trip(meta);
         assert!(matches!(
             meta::add_field(meta, &added, Value::Null),
             Err(FieldError::Exists(_))
@@ -549,6 +560,7 @@ fn check_edits(meta: &mut Mapping, field: &str, value: Value) {
     expect_refusal(&r, "add");
     if r.is_ok() {
         assert_eq!(get_field(meta, field), Some(&value), "add {field:?}");
+        round_trip(meta);
     }
 
     let parent_is_map = match field.rsplit_once('.') {
