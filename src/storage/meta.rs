@@ -4,9 +4,14 @@
 //! dot-notation field edits. Editors' fields are kept verbatim (order included); this module
 //! never looks at a media file's content.
 
+use std::cell::Cell;
+use std::fmt;
 use std::io;
 use std::path::Path;
 
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
 use serde_yaml::{Mapping, Value};
 
 use super::atomic;
@@ -63,6 +68,7 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Mapping::new());
     }
+    check_expansion(bytes)?;
     match serde_yaml::from_slice::<Value>(bytes) {
         Ok(Value::Mapping(m)) if has_tagged_key(&m) => {
             Err("a mapping key has a tag, which cannot be written back".into())
@@ -71,6 +77,116 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
         Ok(Value::Null) => Ok(Mapping::new()),
         Ok(_) => Err("the document is not a mapping".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How many values a meta may hold per byte of its file. Without aliases a value takes at
+/// least about a byte; aliases let a few bytes stand for a huge tree ("billion laughs", or
+/// one large anchored list repeated many times), which the reader's own repetition limit
+/// does not bound.
+const MAX_VALUES_PER_BYTE: usize = 4;
+
+/// Refuses a document that expands to more values than its size allows, before any of
+/// them is built: a counting pass that stops at the budget.
+fn check_expansion(bytes: &[u8]) -> Result<(), String> {
+    let budget = Budget {
+        used: &Cell::new(0),
+        limit: bytes.len() * MAX_VALUES_PER_BYTE + 64,
+    };
+    // Any other error is the reader's own, reported by the parse that follows.
+    let _ = budget.deserialize(serde_yaml::Deserializer::from_slice(bytes));
+    if budget.used.get() > budget.limit {
+        return Err(format!(
+            "aliases expand it to more than {} values",
+            budget.limit
+        ));
+    }
+    Ok(())
+}
+
+/// Counts values as the reader produces them (aliases expanded), failing past `limit`.
+#[derive(Clone, Copy)]
+struct Budget<'a> {
+    used: &'a Cell<usize>,
+    limit: usize,
+}
+
+impl Budget<'_> {
+    fn spend<E: de::Error>(self) -> Result<(), E> {
+        self.used.set(self.used.get() + 1);
+        if self.used.get() > self.limit {
+            return Err(E::custom("too many values"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Budget<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Budget<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.spend()?;
+        self.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.spend()?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.spend()?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        self.spend()?;
+        let (_tag, contents) = data.variant::<de::IgnoredAny>()?;
+        contents.newtype_variant_seed(self)
     }
 }
 
@@ -527,6 +643,25 @@ mod tests {
         add_field(&mut meta, &vec!["g"; MAX_DEPTH].join("."), 1.into()).unwrap();
         write(&file, &meta).unwrap();
         assert_eq!(read(&file).unwrap(), Some(meta));
+    }
+
+    #[test]
+    fn alias_bomb_of_one_large_anchor_repeated_is_refused_before_it_is_built() {
+        let n = 3000;
+        let wide = format!(
+            "a: &a [{}]\nb: [{}]\n",
+            vec!["x"; n].join(","),
+            vec!["*a"; n].join(",")
+        );
+        let err = parse(wide.as_bytes()).unwrap_err();
+        assert!(err.contains("aliases expand"), "{err}");
+        let mut laughs = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n".to_string();
+        for (c, prev) in "bcdefghi".chars().zip("abcdefgh".chars()) {
+            laughs += &format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(","));
+        }
+        assert!(parse(laughs.as_bytes()).is_err());
+        let reused = m("base: &b {x: 1, y: [1, 2]}\nitem:\n  <<: *b\nother: *b\n");
+        assert_eq!(reused.get("other"), reused.get("base"));
     }
 
     #[test]
