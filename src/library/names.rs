@@ -59,7 +59,8 @@ pub fn upload_name(raw: &str, safe: bool) -> Result<String, PathError> {
 pub fn numbered(name: &str, n: u32) -> String {
     let (stem, ext) = split_name(name);
     let (stem, suffix) = match format!("-{n}.{ext}") {
-        _ if ext.is_empty() => (stem, format!("-{n}")),
+        // No dot at all; a name ending in a dot keeps it after the number.
+        _ if stem.len() == name.len() => (stem, format!("-{n}")),
         suffix if suffix.len() < MAX_NAME_BYTES => (stem, suffix),
         _ => (name, format!("-{n}")),
     };
@@ -111,6 +112,13 @@ mod tests {
         }
         let jpg = format!("{}.jpg", "n".repeat(MAX_NAME_BYTES - 4));
         assert!(numbered(&jpg, 7).ends_with("n-7.jpg"));
+    }
+
+    #[test]
+    fn numbering_a_name_ending_in_a_dot_keeps_the_dot_last() {
+        assert_eq!(numbered("photo.", 2), "photo-2.");
+        assert_eq!(numbered("x..TMP.", 1), "x..TMP-1.");
+        assert_eq!(split_name(&numbered("x..TMP.", 1)).1, "");
     }
 
     #[test]
