@@ -589,8 +589,8 @@ const NUMBERS: [u32; 5] = [1, 2, 10, 9_999, u32::MAX];
 /// component: it passes `check_name`, holds no `/`, `\`, NUL or control character, does not
 /// start with a dot, joins to a `MediaPath` that parses back, and leaves room in `NAME_MAX`
 /// for its meta file's `.yaml`. `numbered` must keep an accepted name valid, with the same
-/// extension. With safe names on, only a name too long or a partial-download name may be
-/// refused.
+/// extension, and give a different name for each counter. With safe names on, only a name
+/// too long or a partial-download name may be refused.
 pub fn upload_name(data: &[u8]) {
     let Some(raw) = text(data) else { return };
     let base = client_basename(raw);
@@ -643,6 +643,11 @@ fn check_accepted(name: &str) {
     let inside = folder.join(name).expect("joins to a folder");
     assert_eq!(inside.name(), name);
     let ext = split_name(name).1;
+    // Each counter gives another name (one of them may be the name itself, when a name at
+    // the length limit already ends in that counter: the caller then tries the next).
+    let all: std::collections::HashSet<String> =
+        NUMBERS.iter().map(|&n| numbered(name, n)).collect();
+    assert_eq!(all.len(), NUMBERS.len(), "numbered({name:?}, _) repeats");
     for n in NUMBERS {
         let other = numbered(name, n);
         assert!(
@@ -653,7 +658,6 @@ fn check_accepted(name: &str) {
             other.len() + ".yaml".len() <= NAME_MAX,
             "numbered({name:?}, {n})"
         );
-        assert_ne!(other, name);
         if format!("-{n}.{ext}").len() < MAX_NAME_BYTES {
             assert_eq!(split_name(&other).1, ext, "numbered({name:?}) = {other:?}");
         }
