@@ -68,6 +68,7 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Mapping::new());
     }
+    check_nesting(bytes)?;
     check_expansion(bytes)?;
     match serde_yaml::from_slice::<Value>(bytes) {
         Ok(Value::Mapping(m)) if has_tagged_key(&m) => {
@@ -78,6 +79,28 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
         Ok(_) => Err("the document is not a mapping".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Refuses flow collections nested deeper than a meta may be before the YAML reader sees
+/// them: the reader takes time quadratic in the nesting (20 000 `[` take most of a second,
+/// 100 KB of them many seconds) and only then reports its recursion limit. Every bracket
+/// counts, quoted or not, so this can only over-count: a document it refuses could not have
+/// been read anyway, unless its strings hold more than a hundred unclosed brackets.
+fn check_nesting(bytes: &[u8]) -> Result<(), String> {
+    let mut depth = 0usize;
+    for b in bytes {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// How many values a meta may hold per byte of its file. Without aliases a value takes at
@@ -662,6 +685,19 @@ mod tests {
         assert!(parse(laughs.as_bytes()).is_err());
         let reused = m("base: &b {x: 1, y: [1, 2]}\nitem:\n  <<: *b\nother: *b\n");
         assert_eq!(reused.get("other"), reused.get("base"));
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_the_quadratic_reader_sees_it() {
+        for open in ["[", "{", "{a: "] {
+            let deep = format!("a: {}", open.repeat(100_000));
+            // The reader's own answer would be "recursion limit exceeded", many seconds later.
+            let err = parse(deep.as_bytes()).unwrap_err();
+            assert!(err.contains("nested deeper"), "{err}");
+        }
+        let closed = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(parse(closed.as_bytes()).is_ok());
+        assert!(parse("a: '[[[['\nb: \"{{\"\n".as_bytes()).is_ok());
     }
 
     #[test]
