@@ -428,8 +428,19 @@ pub fn meta_yaml_in(dir: &Path, data: &[u8]) {
     field_paths(&Value::Mapping(original.clone()), "", &mut fields);
     fields.truncate(MAX_FIELDS);
 
+    // As deep as the document (what can push an edit past the depth limit) but small, so
+    // the write-and-read after each edit stays cheap.
     let mut edited = original.clone();
-    let nested = Value::Mapping(original.clone());
+    let mut nested = Value::from("deepest");
+    let depth = 1 + original
+        .keys()
+        .chain(original.values())
+        .map(levels)
+        .max()
+        .unwrap_or(0);
+    for _ in 0..depth {
+        nested = Value::Sequence(vec![nested]);
+    }
     for (i, field) in fields.iter().enumerate() {
         let value = if i < 4 {
             nested.clone()
@@ -457,6 +468,16 @@ fn check_round_trip(file: &Path, m: &Mapping) {
         .expect("a written meta reads back")
         .expect("the written file is there");
     assert_eq!(&back, m, "write then read changed the meta");
+}
+
+/// Levels of maps, lists and tags in `v`.
+fn levels(v: &Value) -> usize {
+    match v {
+        Value::Mapping(m) => 1 + m.keys().chain(m.values()).map(levels).max().unwrap_or(0),
+        Value::Sequence(s) => 1 + s.iter().map(levels).max().unwrap_or(0),
+        Value::Tagged(t) => 1 + levels(&t.value),
+        _ => 0,
+    }
 }
 
 /// Dot-notation paths of the string keys and sequence indices in `v` (a few levels deep).
