@@ -81,24 +81,74 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
     }
 }
 
-/// Refuses flow collections nested deeper than a meta may be before the YAML reader sees
-/// them: the reader takes time quadratic in the nesting (20 000 `[` take most of a second,
-/// 100 KB of them many seconds) and only then reports its recursion limit. Every bracket
-/// counts, quoted or not, so this can only over-count: a document it refuses could not have
-/// been read anyway, unless its strings hold more than a hundred unclosed brackets.
+/// Refuses flow collections (`[…]`, `{…}`) nested deeper than a meta may be before the
+/// YAML reader sees them: the reader takes time quadratic in flow nesting (20 000 `[` take
+/// most of a second, 100 KB of them many seconds) and only then reports its recursion limit.
+///
+/// A linear scan that follows YAML just far enough to tell a bracket that opens a collection
+/// from a bracket inside a scalar or a comment: outside collections a bracket opens one only
+/// where a value starts (line start, after `- `, `? `, `: `, `---`, a tag or an anchor);
+/// inside, every bracket counts except in quoted scalars and comments. Where it cannot tell,
+/// it counts, so it can only over-count, and not on anything the server itself writes.
 fn check_nesting(bytes: &[u8]) -> Result<(), String> {
-    let mut depth = 0usize;
-    for b in bytes {
-        match b {
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Err(format!("nested deeper than {MAX_DEPTH} levels"));
-                }
+    let blank = |i: usize| bytes.get(i).is_none_or(u8::is_ascii_whitespace);
+    // What an anchor name and a tag may hold, as the reader scans them.
+    let anchor_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let tag_char = |b: u8| b.is_ascii_alphanumeric() || b"-_;/?:@&=+$,.!~*'()[]%#".contains(&b);
+    let (mut depth, mut at_value, mut i) = (0usize, true, 0usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'#' && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
+            while bytes.get(i + 1).is_some_and(|&c| c != b'\n') {
+                i += 1;
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+        } else if (b == b'&' || b == b'!') && at_value {
+            let part_of = if b == b'&' { anchor_char } else { tag_char };
+            while bytes.get(i + 1).is_some_and(|&c| part_of(c)) {
+                i += 1;
+            }
+        } else if depth == 0 {
+            match b {
+                b'\n' | b'\r' => at_value = true,
+                b' ' | b'\t' => {}
+                b'[' | b'{' if at_value => depth = 1,
+                b'-' | b'?' | b':' if blank(i + 1) => at_value = true,
+                b'-' if at_value && bytes[i..].starts_with(b"---") && blank(i + 3) => i += 2,
+                _ => at_value = false,
+            }
+        } else {
+            match b {
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+                    }
+                    at_value = true;
+                }
+                b']' | b'}' => {
+                    depth -= 1;
+                    at_value = false;
+                }
+                b',' | b':' | b'?' => at_value = true,
+                b' ' | b'\t' | b'\n' | b'\r' => {}
+                b'\'' | b'"' if at_value => {
+                    i += 1;
+                    while let Some(&c) = bytes.get(i) {
+                        if c == b'\\' && b == b'"' {
+                            i += 1;
+                        } else if c == b && (b == b'"' || bytes.get(i + 1) != Some(&b'\'')) {
+                            break;
+                        } else if c == b {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    at_value = false;
+                }
+                _ => at_value = false,
+            }
         }
+        i += 1;
     }
     Ok(())
 }
@@ -695,9 +745,27 @@ mod tests {
             let err = parse(deep.as_bytes()).unwrap_err();
             assert!(err.contains("nested deeper"), "{err}");
         }
+        for hidden in [
+            format!("a: &x{}", "[".repeat(100_000)),
+            format!("a: !t {}", "{".repeat(100_000)),
+            format!("--- {}", "[".repeat(100_000)),
+            format!("a: [b, # ]\n c, {}", "[".repeat(100_000)),
+            format!("a: [\"]\", {}", "[".repeat(100_000)),
+            format!("a: ['it''s]', {}", "[".repeat(100_000)),
+        ] {
+            let err = parse(hidden.as_bytes()).unwrap_err();
+            assert!(err.contains("nested deeper"), "{}: {err}", &hidden[..12]);
+        }
         let closed = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
         assert!(parse(closed.as_bytes()).is_ok());
-        assert!(parse("a: '[[[['\nb: \"{{\"\n".as_bytes()).is_ok());
+        // Brackets in scalars and comments are text, however many.
+        let text = "{".repeat(200);
+        let meta = m(&format!(
+            "a{text}: x\nb: '{text}'\nc: \"{text}\"\nd: x{text}\n# {text}\ne: [\"{text}\", '{text}']\n"
+        ));
+        assert_eq!(meta.len(), 5);
+        let written = serde_yaml::to_string(&meta).unwrap();
+        assert_eq!(parse(written.as_bytes()).unwrap(), meta);
     }
 
     #[test]
