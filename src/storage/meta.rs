@@ -71,8 +71,8 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
     check_nesting(bytes)?;
     check_expansion(bytes)?;
     match serde_yaml::from_slice::<Value>(bytes) {
-        Ok(Value::Mapping(m)) if has_tagged_key(&m) => {
-            Err("a mapping key has a tag, which cannot be written back".into())
+        Ok(Value::Mapping(m)) if has_unwritable_key(&m) => {
+            Err("a mapping key is a tagged value or a map, which cannot be written back".into())
         }
         Ok(Value::Mapping(m)) => Ok(m),
         Ok(Value::Null) => Ok(Mapping::new()),
@@ -263,28 +263,29 @@ impl<'de> Visitor<'de> for Budget<'_> {
     }
 }
 
-/// Whether `v` is or holds a tagged value.
-fn is_tagged(v: &Value) -> bool {
+/// Whether `v`, as a mapping key, is beyond what the YAML writer can emit: a key that is
+/// or holds a tagged value or a non-empty map.
+fn unwritable_key(v: &Value) -> bool {
     match v {
         Value::Tagged(_) => true,
-        Value::Sequence(s) => s.iter().any(is_tagged),
-        Value::Mapping(m) => m.keys().chain(m.values()).any(is_tagged),
+        Value::Mapping(m) => !m.is_empty(),
+        Value::Sequence(s) => s.iter().any(unwritable_key),
         _ => false,
     }
 }
 
-/// Whether a mapping in `m` (itself included) has a key that holds a tag: the YAML writer
-/// cannot emit one, so such a meta could be read but never written back.
-fn has_tagged_key(m: &Mapping) -> bool {
+/// Whether a mapping in `m` (itself included) has a key the YAML writer cannot emit, so
+/// such a meta could be read but never written back.
+fn has_unwritable_key(m: &Mapping) -> bool {
     fn inside(v: &Value) -> bool {
         match v {
-            Value::Mapping(m) => has_tagged_key(m),
+            Value::Mapping(m) => has_unwritable_key(m),
             Value::Sequence(s) => s.iter().any(inside),
             Value::Tagged(t) => inside(&t.value),
             _ => false,
         }
     }
-    m.keys().any(is_tagged) || m.keys().chain(m.values()).any(inside)
+    m.keys().any(unwritable_key) || m.keys().chain(m.values()).any(inside)
 }
 
 /// Writes a meta file atomically.
@@ -672,17 +673,23 @@ mod tests {
     }
 
     #[test]
-    fn meta_with_a_tagged_key_is_invalid_instead_of_unwritable() {
+    fn meta_with_a_tagged_key_or_a_map_key_is_invalid_instead_of_unwritable() {
         for yaml in [
             "? !k k\n: v\n",
             "a:\n  ? !k k\n  : v\n",
             "a: [{? !k k\n : v}]\n",
             "? [!k k]\n: v\n",
+            "? {a: 1}\n: v\n",
+            "x: {? {a: b}}\n",
+            "? [{a: b}]\n: v\n",
         ] {
             assert!(parse(yaml.as_bytes()).is_err(), "{yaml:?}");
         }
-        let tagged_values = m("a: !t [1]\nb: !c {x: 1}\n");
-        assert!(serde_yaml::to_string(&tagged_values).is_ok());
+        let writable = m("a: !t [1]\nb: !c {x: 1}\n? [a]\n: v\n? {}\n: e\n");
+        assert_eq!(
+            parse(serde_yaml::to_string(&writable).unwrap().as_bytes()),
+            Ok(writable)
+        );
     }
 
     #[test]
