@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod exif;
+pub mod fuzzing;
 pub mod hashing;
 pub mod index;
 pub mod indexer;

@@ -12,6 +12,7 @@ pub mod meta;
 pub mod objects;
 pub mod openapi;
 pub mod params;
+pub mod ranges;
 pub mod search;
 pub mod serve;
 pub mod upload;

@@ -30,6 +30,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use bytes::Bytes;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
+use super::ranges::{self, RangeAnswer, Segment};
 use super::AppState;
 use crate::auth::TokenKind;
 use crate::error::ApiError;
@@ -42,8 +43,6 @@ use crate::thumbs::{self, ThumbSpec};
 
 /// Read size when streaming from disk.
 const CHUNK: usize = 512 * 1024;
-/// More ranges than this in one request are answered with the whole file.
-const MAX_RANGES: usize = 32;
 const NO_CACHE: &str = "no-cache";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// Protected content may be kept by the browser that was let in, never by a shared cache.
@@ -265,14 +264,10 @@ async fn serve_upload(
             "Files are read with GET or HEAD",
         ));
     }
-    let raw = req.path().strip_prefix("/project/uploads/").unwrap_or("");
-    let decoded = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| ApiError::bad_request("invalid-path", "Path is not valid UTF-8"))?;
     // Parsed before the cache is consulted: a request path that is not a valid media path
     // never reaches anything, cached or not. (Media keys start with NUL, which no valid path
     // holds, so the two kinds of key cannot meet.)
-    let p = MediaPath::parse(&decoded)?;
+    let p = upload_path(req.path())?;
     let thumb = thumb_request(&req, &state);
     let key = match thumb {
         None => Cow::Borrowed(p.as_str()),
@@ -362,6 +357,15 @@ async fn serve_media(
         target: Target::Hash(&hex),
     };
     serve_entry(&req, &state, &entry.path, ask).await
+}
+
+/// The media path a `/project/uploads/<path>` request names: percent-decoded, then parsed.
+pub(crate) fn upload_path(request_path: &str) -> Result<MediaPath, ApiError> {
+    let raw = request_path.strip_prefix("/project/uploads/").unwrap_or("");
+    let decoded = percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::bad_request("invalid-path", "Path is not valid UTF-8"))?;
+    Ok(MediaPath::parse(&decoded)?)
 }
 
 /// Opens protected content if the request carries a valid file token (`?token=`) or a valid
@@ -713,13 +717,6 @@ fn range_applies(req: &HttpRequest, p: &Prepared) -> bool {
     }
 }
 
-/// One piece of a response body.
-#[derive(Clone)]
-enum Segment {
-    Text(Bytes),
-    Range(u64, u64),
-}
-
 fn respond(
     req: &HttpRequest,
     p: &Prepared,
@@ -772,25 +769,27 @@ fn respond(
     let range = header_str(req, header::RANGE)
         .filter(|_| *req.method() == Method::GET && range_applies(req, p));
     if let Some(range) = range {
-        match actix_files::HttpRange::parse(range, p.size) {
-            Ok(ranges) if ranges.is_empty() || ranges.len() > MAX_RANGES => {}
-            Ok(ranges) if ranges.len() == 1 => {
-                let r = &ranges[0];
-                res.status(StatusCode::PARTIAL_CONTENT).insert_header((
-                    header::CONTENT_RANGE,
-                    format!("bytes {}-{}/{}", r.start, r.start + r.length - 1, p.size),
-                ));
+        match ranges::answer(range, p.size) {
+            RangeAnswer::Whole => {}
+            RangeAnswer::Partial(ranges) if ranges.len() == 1 => {
+                let r = ranges[0];
+                res.status(StatusCode::PARTIAL_CONTENT)
+                    .insert_header((header::CONTENT_RANGE, r.content_range(p.size)));
                 segments = vec![Segment::Range(r.start, r.length)];
             }
-            Ok(ranges) => {
+            RangeAnswer::Partial(ranges) => {
                 let boundary = format!("{:032x}", rand::random::<u128>());
-                segments = multipart_segments(&ranges, &boundary, p);
+                let ctype = p
+                    .content_type
+                    .to_str()
+                    .unwrap_or("application/octet-stream");
+                segments = ranges::multipart(&ranges, &boundary, ctype, p.size);
                 res.status(StatusCode::PARTIAL_CONTENT).insert_header((
                     header::CONTENT_TYPE,
                     format!("multipart/byteranges; boundary={boundary}"),
                 ));
             }
-            Err(_) => {
+            RangeAnswer::Unsatisfiable => {
                 let mut res = ApiError::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     "range-not-satisfiable",
@@ -804,13 +803,7 @@ fn respond(
             }
         }
     }
-    let total: u64 = segments
-        .iter()
-        .map(|s| match s {
-            Segment::Text(b) => b.len() as u64,
-            Segment::Range(_, len) => *len,
-        })
-        .sum();
+    let total = ranges::body_len(&segments);
     if *req.method() == Method::HEAD {
         return res.body(HeadBody(total));
     }
@@ -821,32 +814,6 @@ fn respond(
             disk_stream(file, segments),
         ))),
     }
-}
-
-fn multipart_segments(
-    ranges: &[actix_files::HttpRange],
-    boundary: &str,
-    p: &Prepared,
-) -> Vec<Segment> {
-    let ctype = p
-        .content_type
-        .to_str()
-        .unwrap_or("application/octet-stream");
-    let mut out = Vec::with_capacity(ranges.len() * 2 + 1);
-    for r in ranges {
-        let head = format!(
-            "\r\n--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {}-{}/{}\r\n\r\n",
-            r.start,
-            r.start + r.length - 1,
-            p.size
-        );
-        out.push(Segment::Text(Bytes::from(head)));
-        out.push(Segment::Range(r.start, r.length));
-    }
-    out.push(Segment::Text(Bytes::from(format!(
-        "\r\n--{boundary}--\r\n"
-    ))));
-    out
 }
 
 fn memory_body(bytes: &Bytes, segments: &[Segment]) -> Bytes {

@@ -38,7 +38,7 @@ impl From<FieldError> for LibraryError {
             FieldError::System(f) => LibraryError::SystemField(f),
             FieldError::Missing(f) => LibraryError::FieldNotFound(f),
             FieldError::Exists(f) => LibraryError::FieldExists(f),
-            e @ FieldError::NotAContainer(_) => {
+            e @ (FieldError::NotAContainer(_) | FieldError::TooDeep(_)) => {
                 LibraryError::BadRequest("invalid-field", e.to_string())
             }
         }

@@ -1,6 +1,6 @@
 //! Names of uploaded files: taking the client's name apart and making it safe.
 
-use crate::storage::paths::{check_name, PathError};
+use crate::storage::paths::{check_name, PathError, MAX_NAME_BYTES};
 
 /// The last component of a client-sent file name (browsers may send `C:\fakepath\x.jpg`).
 pub fn client_basename(raw: &str) -> &str {
@@ -53,12 +53,22 @@ pub fn upload_name(raw: &str, safe: bool) -> Result<String, PathError> {
     Ok(name)
 }
 
-/// `cover.jpg` → `cover-3.jpg`.
+/// `cover.jpg` → `cover-3.jpg`. The stem is shortened (at a character boundary) when the
+/// number would make the name too long; an extension too long to leave room for a stem is
+/// numbered as part of the stem.
 pub fn numbered(name: &str, n: u32) -> String {
-    match split_name(name) {
-        (stem, "") => format!("{stem}-{n}"),
-        (stem, ext) => format!("{stem}-{n}.{ext}"),
+    let (stem, ext) = split_name(name);
+    let (stem, suffix) = match format!("-{n}.{ext}") {
+        // No dot at all; a name ending in a dot keeps it after the number.
+        _ if stem.len() == name.len() => (stem, format!("-{n}")),
+        suffix if suffix.len() < MAX_NAME_BYTES => (stem, suffix),
+        _ => (name, format!("-{n}")),
+    };
+    let mut keep = MAX_NAME_BYTES.saturating_sub(suffix.len()).min(stem.len());
+    while !stem.is_char_boundary(keep) {
+        keep -= 1;
     }
+    format!("{}{suffix}", &stem[..keep])
 }
 
 #[cfg(test)]
@@ -84,6 +94,31 @@ mod tests {
         assert!(upload_name(".htaccess", false).is_err());
         assert!(upload_name("a\nb.txt", false).is_err());
         assert_eq!(upload_name("a\nb.txt", true).unwrap(), "a-b.txt");
+    }
+
+    #[test]
+    fn numbering_a_name_of_the_longest_length_keeps_it_valid() {
+        for name in [
+            format!("{}.jpg", "n".repeat(MAX_NAME_BYTES - 4)),
+            "é".repeat(MAX_NAME_BYTES / 2),
+            format!("x.{}", "e".repeat(MAX_NAME_BYTES - 2)),
+        ] {
+            check_name(&name).unwrap();
+            for n in [1, 10, u32::MAX] {
+                let other = numbered(&name, n);
+                assert_eq!(check_name(&other), Ok(()), "{other}");
+                assert!(other.contains(&format!("-{n}")));
+            }
+        }
+        let jpg = format!("{}.jpg", "n".repeat(MAX_NAME_BYTES - 4));
+        assert!(numbered(&jpg, 7).ends_with("n-7.jpg"));
+    }
+
+    #[test]
+    fn numbering_a_name_ending_in_a_dot_keeps_the_dot_last() {
+        assert_eq!(numbered("photo.", 2), "photo-2.");
+        assert_eq!(numbered("x..TMP.", 1), "x..TMP-1.");
+        assert_eq!(split_name(&numbered("x..TMP.", 1)).1, "");
     }
 
     #[test]

@@ -4,9 +4,14 @@
 //! dot-notation field edits. Editors' fields are kept verbatim (order included); this module
 //! never looks at a media file's content.
 
+use std::cell::Cell;
+use std::fmt;
 use std::io;
 use std::path::Path;
 
+use serde::de::{
+    self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor,
+};
 use serde_yaml::{Mapping, Value};
 
 use super::atomic;
@@ -21,6 +26,11 @@ pub const SYSTEM_FIELDS: [&str; 7] = [
     "uuid",
     "exif",
 ];
+
+/// How many levels of maps and lists a meta may nest, the top mapping included: what the
+/// YAML reader accepts (its recursion limit), so an edit can never write a meta that cannot
+/// be read back.
+pub const MAX_DEPTH: usize = 128;
 
 /// Meta files larger than this are refused as invalid instead of being parsed, and no edit
 /// may make one larger. A meta file is a title, a description, tags and EXIF: a few KiB.
@@ -97,12 +107,224 @@ pub fn parse(bytes: &[u8]) -> Result<Mapping, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Mapping::new());
     }
+    check_nesting(bytes)?;
+    check_expansion(bytes)?;
     match serde_yaml::from_slice::<Value>(bytes) {
+        Ok(Value::Mapping(m)) if has_unwritable_key(&m) => {
+            Err("a mapping key is a tagged value or a map, which cannot be written back".into())
+        }
         Ok(Value::Mapping(m)) => Ok(m),
         Ok(Value::Null) => Ok(Mapping::new()),
         Ok(_) => Err("the document is not a mapping".into()),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Refuses flow collections (`[…]`, `{…}`) nested deeper than a meta may be before the
+/// YAML reader sees them: the reader takes time quadratic in flow nesting (20 000 `[` take
+/// most of a second, 100 KB of them many seconds) and only then reports its recursion limit.
+///
+/// A linear scan that follows YAML just far enough to tell a bracket that opens a collection
+/// from a bracket inside a scalar or a comment: outside collections a bracket opens one only
+/// where a value starts (line start, after `- `, `? `, `: `, `---`, a tag or an anchor);
+/// inside, every bracket counts except in quoted scalars and comments. Where it cannot tell,
+/// it counts, so it can only over-count, and not on anything the server itself writes.
+fn check_nesting(bytes: &[u8]) -> Result<(), String> {
+    let blank = |i: usize| bytes.get(i).is_none_or(u8::is_ascii_whitespace);
+    // What an anchor name and a tag may hold, as the reader scans them.
+    let anchor_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let tag_char = |b: u8| b.is_ascii_alphanumeric() || b"-_;/?:@&=+$,.!~*'()[]%#".contains(&b);
+    let (mut depth, mut at_value, mut i) = (0usize, true, 0usize);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'#' && (i == 0 || bytes[i - 1].is_ascii_whitespace()) {
+            while bytes.get(i + 1).is_some_and(|&c| c != b'\n') {
+                i += 1;
+            }
+        } else if (b == b'&' || b == b'!') && at_value {
+            let part_of = if b == b'&' { anchor_char } else { tag_char };
+            while bytes.get(i + 1).is_some_and(|&c| part_of(c)) {
+                i += 1;
+            }
+        } else if depth == 0 {
+            match b {
+                b'\n' | b'\r' => at_value = true,
+                b' ' | b'\t' => {}
+                b'[' | b'{' if at_value => depth = 1,
+                b'-' | b'?' | b':' if blank(i + 1) => at_value = true,
+                b'-' if at_value && bytes[i..].starts_with(b"---") && blank(i + 3) => i += 2,
+                _ => at_value = false,
+            }
+        } else {
+            match b {
+                b'[' | b'{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(format!("nested deeper than {MAX_DEPTH} levels"));
+                    }
+                    at_value = true;
+                }
+                b']' | b'}' => {
+                    depth -= 1;
+                    at_value = false;
+                }
+                b',' | b':' | b'?' => at_value = true,
+                b' ' | b'\t' | b'\n' | b'\r' => {}
+                b'\'' | b'"' if at_value => {
+                    i += 1;
+                    while let Some(&c) = bytes.get(i) {
+                        if c == b'\\' && b == b'"' {
+                            i += 1;
+                        } else if c == b && (b == b'"' || bytes.get(i + 1) != Some(&b'\'')) {
+                            break;
+                        } else if c == b {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                    at_value = false;
+                }
+                _ => at_value = false,
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// How many values a meta may hold per byte of its file. Without aliases a value takes at
+/// least about a byte; aliases let a few bytes stand for a huge tree ("billion laughs", or
+/// one large anchored list repeated many times), which the reader's own repetition limit
+/// does not bound.
+const MAX_VALUES_PER_BYTE: usize = 4;
+
+/// Refuses a document that expands to more values than its size allows, before any of
+/// them is built: a counting pass that stops at the budget.
+fn check_expansion(bytes: &[u8]) -> Result<(), String> {
+    let budget = Budget {
+        used: &Cell::new(0),
+        limit: bytes.len() * MAX_VALUES_PER_BYTE + 64,
+    };
+    // Any other error is the reader's own, reported by the parse that follows.
+    let _ = budget.deserialize(serde_yaml::Deserializer::from_slice(bytes));
+    if budget.used.get() > budget.limit {
+        return Err(format!(
+            "aliases expand it to more than {} values",
+            budget.limit
+        ));
+    }
+    Ok(())
+}
+
+/// Counts values as the reader produces them (aliases expanded), failing past `limit`.
+#[derive(Clone, Copy)]
+struct Budget<'a> {
+    used: &'a Cell<usize>,
+    limit: usize,
+}
+
+impl Budget<'_> {
+    fn spend<E: de::Error>(self) -> Result<(), E> {
+        self.used.set(self.used.get() + 1);
+        if self.used.get() > self.limit {
+            return Err(E::custom("too many values"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Budget<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Budget<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.spend()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.spend()?;
+        self.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.spend()?;
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.spend()?;
+        while map.next_key_seed(self)?.is_some() {
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        self.spend()?;
+        let (_tag, contents) = data.variant::<de::IgnoredAny>()?;
+        contents.newtype_variant_seed(self)
+    }
+}
+
+/// Whether `v`, as a mapping key, is beyond what the YAML writer can emit: a key that is
+/// or holds a tagged value or a non-empty map.
+fn unwritable_key(v: &Value) -> bool {
+    match v {
+        Value::Tagged(_) => true,
+        Value::Mapping(m) => !m.is_empty(),
+        Value::Sequence(s) => s.iter().any(unwritable_key),
+        _ => false,
+    }
+}
+
+/// Whether a mapping in `m` (itself included) has a key the YAML writer cannot emit, so
+/// such a meta could be read but never written back.
+fn has_unwritable_key(m: &Mapping) -> bool {
+    fn inside(v: &Value) -> bool {
+        match v {
+            Value::Mapping(m) => has_unwritable_key(m),
+            Value::Sequence(s) => s.iter().any(inside),
+            Value::Tagged(t) => inside(&t.value),
+            _ => false,
+        }
+    }
+    m.keys().any(unwritable_key) || m.keys().chain(m.values()).any(inside)
 }
 
 /// Writes a meta file atomically.
@@ -247,6 +469,27 @@ pub enum FieldError {
     Exists(String),
     #[error("Field '{0}' is inside a value that is not a map or list")]
     NotAContainer(String),
+    #[error("Field '{0}' would nest the meta deeper than {MAX_DEPTH} levels")]
+    TooDeep(String),
+}
+
+/// Levels of maps, lists and tags in `v` (0 for a plain scalar).
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Mapping(m) => 1 + m.values().chain(m.keys()).map(depth).max().unwrap_or(0),
+        Value::Sequence(s) => 1 + s.iter().map(depth).max().unwrap_or(0),
+        Value::Tagged(t) => 1 + depth(&t.value),
+        _ => 0,
+    }
+}
+
+/// Refuses a value that, set at `field` (`parts` deep below the top mapping), would nest
+/// the meta deeper than it can be read back.
+fn check_depth(parts: &[&str], field: &str, value: &Value) -> Result<(), FieldError> {
+    if parts.len() + depth(value) > MAX_DEPTH {
+        return Err(FieldError::TooDeep(field.to_string()));
+    }
+    Ok(())
 }
 
 fn split_field(field: &str) -> Result<Vec<&str>, FieldError> {
@@ -312,6 +555,7 @@ fn last_slot<'a>(
 /// Replaces the value of an existing field.
 pub fn update_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(), FieldError> {
     let parts = split_field(field)?;
+    check_depth(&parts, field, &value)?;
     let (last, head) = parts.split_last().ok_or(FieldError::BadName)?;
     let slot = if head.is_empty() {
         meta.get_mut(*last)
@@ -330,6 +574,7 @@ pub fn update_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(),
 /// Adds a field that does not exist yet, creating intermediate maps.
 pub fn add_field(meta: &mut Mapping, field: &str, value: Value) -> Result<(), FieldError> {
     let parts = split_field(field)?;
+    check_depth(&parts, field, &value)?;
     let (last, head) = parts.split_last().ok_or(FieldError::BadName)?;
     if head.is_empty() {
         if meta.contains_key(*last) {
@@ -504,6 +749,109 @@ mod tests {
         assert!(parse(b"a: [1, 2").is_err());
         assert!(parse(b"- 1\n- 2\n").is_err());
         assert!(parse(b"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn meta_with_a_tagged_key_or_a_map_key_is_invalid_instead_of_unwritable() {
+        for yaml in [
+            "? !k k\n: v\n",
+            "a:\n  ? !k k\n  : v\n",
+            "a: [{? !k k\n : v}]\n",
+            "? [!k k]\n: v\n",
+            "? {a: 1}\n: v\n",
+            "x: {? {a: b}}\n",
+            "? [{a: b}]\n: v\n",
+        ] {
+            assert!(parse(yaml.as_bytes()).is_err(), "{yaml:?}");
+        }
+        let writable = m("a: !t [1]\nb: !c {x: 1}\n? [a]\n: v\n? {}\n: e\n");
+        assert_eq!(
+            parse(serde_yaml::to_string(&writable).unwrap().as_bytes()),
+            Ok(writable)
+        );
+    }
+
+    #[test]
+    fn edit_that_would_nest_the_meta_too_deep_to_read_back_is_refused() {
+        let nested = |levels: usize| {
+            let mut v = Value::from(1);
+            for _ in 0..levels {
+                v = Value::Sequence(vec![v]);
+            }
+            v
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.yaml");
+        let mut meta = m("title: A\n");
+        add_field(&mut meta, "a.b", nested(MAX_DEPTH - 2)).unwrap();
+        write(&file, &meta).unwrap();
+        assert_eq!(read(&file).unwrap(), Some(meta.clone()));
+        assert_eq!(
+            add_field(&mut meta, "x.y", nested(MAX_DEPTH - 1)),
+            Err(FieldError::TooDeep("x.y".into()))
+        );
+        assert_eq!(
+            update_field(&mut meta, "title", nested(MAX_DEPTH)),
+            Err(FieldError::TooDeep("title".into()))
+        );
+        let long_field = vec!["f"; MAX_DEPTH + 1].join(".");
+        assert!(matches!(
+            add_field(&mut meta, &long_field, 1.into()),
+            Err(FieldError::TooDeep(_))
+        ));
+        add_field(&mut meta, &vec!["g"; MAX_DEPTH].join("."), 1.into()).unwrap();
+        write(&file, &meta).unwrap();
+        assert_eq!(read(&file).unwrap(), Some(meta));
+    }
+
+    #[test]
+    fn alias_bomb_of_one_large_anchor_repeated_is_refused_before_it_is_built() {
+        let n = 3000;
+        let wide = format!(
+            "a: &a [{}]\nb: [{}]\n",
+            vec!["x"; n].join(","),
+            vec!["*a"; n].join(",")
+        );
+        let err = parse(wide.as_bytes()).unwrap_err();
+        assert!(err.contains("aliases expand"), "{err}");
+        let mut laughs = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n".to_string();
+        for (c, prev) in "bcdefghi".chars().zip("abcdefgh".chars()) {
+            laughs += &format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(","));
+        }
+        assert!(parse(laughs.as_bytes()).is_err());
+        let reused = m("base: &b {x: 1, y: [1, 2]}\nitem:\n  <<: *b\nother: *b\n");
+        assert_eq!(reused.get("other"), reused.get("base"));
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_the_quadratic_reader_sees_it() {
+        for open in ["[", "{", "{a: "] {
+            let deep = format!("a: {}", open.repeat(100_000));
+            // The reader's own answer would be "recursion limit exceeded", many seconds later.
+            let err = parse(deep.as_bytes()).unwrap_err();
+            assert!(err.contains("nested deeper"), "{err}");
+        }
+        for hidden in [
+            format!("a: &x{}", "[".repeat(100_000)),
+            format!("a: !t {}", "{".repeat(100_000)),
+            format!("--- {}", "[".repeat(100_000)),
+            format!("a: [b, # ]\n c, {}", "[".repeat(100_000)),
+            format!("a: [\"]\", {}", "[".repeat(100_000)),
+            format!("a: ['it''s]', {}", "[".repeat(100_000)),
+        ] {
+            let err = parse(hidden.as_bytes()).unwrap_err();
+            assert!(err.contains("nested deeper"), "{}: {err}", &hidden[..12]);
+        }
+        let closed = format!("a: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert!(parse(closed.as_bytes()).is_ok());
+        // Brackets in scalars and comments are text, however many.
+        let text = "{".repeat(200);
+        let meta = m(&format!(
+            "a{text}: x\nb: '{text}'\nc: \"{text}\"\nd: x{text}\n# {text}\ne: [\"{text}\", '{text}']\n"
+        ));
+        assert_eq!(meta.len(), 5);
+        let written = serde_yaml::to_string(&meta).unwrap();
+        assert_eq!(parse(written.as_bytes()).unwrap(), meta);
     }
 
     #[test]

@@ -439,6 +439,20 @@ async fn unsatisfiable_range_returns_416_with_content_range_and_json_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn range_in_another_unit_malformed_or_overlapping_gets_the_whole_file() {
+    let app = spawn_app().await;
+    for (rel, bytes) in both_sizes(&app).await {
+        let url = uploads_url(&app, &rel);
+        for range in ["items=0-5", "bytes=abc", "bytes=5-4", "bytes=0-,0-,0-"] {
+            let (status, h, body) = get_all(&app, &url, &[("range", range)]).await;
+            assert_eq!(status, StatusCode::OK, "{rel} {range}");
+            assert!(h.get("content-range").is_none(), "{rel} {range}");
+            assert!(body == bytes, "{rel} {range}: the whole file");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn if_range_with_a_stale_etag_returns_the_full_body() {
     let app = spawn_app().await;
     for (rel, bytes) in both_sizes(&app).await {
@@ -1028,6 +1042,17 @@ async fn empty_file_is_served_with_its_etag_and_any_range_is_416() {
         "range-not-satisfiable",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suffix_range_of_an_empty_file_gets_the_empty_file_not_a_wrapped_content_range() {
+    let app = spawn_app().await;
+    app.put_file("empty/zero.txt", b"");
+    let url = app.url("/project/uploads/empty/zero.txt");
+    let (status, h, body) = get_all(&app, &url, &[("range", "bytes=-5")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(h.get("content-range").is_none());
+    assert!(body.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
