@@ -15,6 +15,7 @@ use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema,
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoParams, IntoResponses, Modify, OpenApi, ToSchema};
 
+use super::params::{FLAG_NO, FLAG_YES};
 use super::{access, files, folders, from_url, health, meta, search, serve, upload};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -32,9 +33,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     ),
 )]
 pub async fn spec() -> HttpResponse {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let body = DOC.get_or_init(|| {
-        ApiDoc::openapi()
+    static JSON: OnceLock<String> = OnceLock::new();
+    let body = JSON.get_or_init(|| {
+        document()
             .to_json()
             .expect("the OpenAPI document serializes")
     });
@@ -43,15 +44,21 @@ pub async fn spec() -> HttpResponse {
         .body(body.as_str())
 }
 
+/// The document, built once and shared by the served JSON and the `Allow` table.
+fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOC.get_or_init(ApiDoc::openapi)
+}
+
 /// The methods the document lists for a route (as written in it, e.g. `/api/files` or
 /// `/media/{name}`), as an `Allow` header value: `GET, POST, PUT, DELETE`.
 pub fn allowed_methods(route: &str) -> Option<&'static str> {
     static ALLOW: OnceLock<HashMap<String, String>> = OnceLock::new();
     let table = ALLOW.get_or_init(|| {
-        ApiDoc::openapi()
+        document()
             .paths
             .paths
-            .into_iter()
+            .iter()
             .map(|(route, item)| {
                 let methods = [
                     ("GET", item.get.is_some()),
@@ -66,7 +73,7 @@ pub fn allowed_methods(route: &str) -> Option<&'static str> {
                 .map(|(m, _)| *m)
                 .collect::<Vec<_>>()
                 .join(", ");
-                (route, methods)
+                (route.clone(), methods)
             })
             .collect()
     });
@@ -558,7 +565,21 @@ pub struct Binary(#[allow(dead_code)] Vec<u8>);
 /// A yes/no parameter as `Params::flag` reads it: a boolean, `0`/`1`, or (any case) `true`,
 /// `yes`, `on`, `t`, `1` / `false`, `no`, `off`, `f`, `0`, `""`.
 fn flag() -> Schema {
-    let word = "^(?:[Tt][Rr][Uu][Ee]|[Yy][Ee][Ss]|[Oo][Nn]|[Tt]|1|[Ff][Aa][Ll][Ss][Ee]|[Nn][Oo]|[Oo][Ff][Ff]|[Ff]|0|)$";
+    // JSON Schema patterns have no case-insensitive flag: each letter becomes `[Xx]`.
+    let any_case = |w: &str| {
+        w.chars()
+            .map(|c| match c.is_ascii_alphabetic() {
+                true => format!("[{}{}]", c.to_ascii_uppercase(), c),
+                false => c.to_string(),
+            })
+            .collect::<String>()
+    };
+    let words: Vec<String> = FLAG_YES
+        .iter()
+        .chain(&FLAG_NO)
+        .map(|w| any_case(w))
+        .collect();
+    let word = format!("^(?:{})$", words.join("|"));
     AnyOfBuilder::new()
         .item(ObjectBuilder::new().schema_type(Type::Boolean))
         .item(

@@ -21,6 +21,11 @@ use crate::storage::paths::MediaPath;
 /// The largest JSON or form body the API reads.
 pub const MAX_BODY: usize = 4 * 1024 * 1024;
 
+/// The words (any case) a yes/no parameter takes for yes and for no; the OpenAPI document
+/// builds its pattern from these.
+pub const FLAG_YES: [&str; 5] = ["true", "1", "yes", "on", "t"];
+pub const FLAG_NO: [&str; 6] = ["false", "0", "no", "off", "f", ""];
+
 /// Parameters merged from the query string and the body (the body wins).
 #[derive(Debug, Default, Clone)]
 pub struct Params(pub Map<String, Value>);
@@ -103,11 +108,16 @@ impl Params {
                 Some(0) => Some(false),
                 _ => None,
             },
-            Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-                "true" | "1" | "yes" | "on" | "t" => Some(true),
-                "false" | "0" | "no" | "off" | "f" | "" => Some(false),
-                _ => None,
-            },
+            Some(Value::String(s)) => {
+                let s = s.to_ascii_lowercase();
+                if FLAG_YES.contains(&s.as_str()) {
+                    Some(true)
+                } else if FLAG_NO.contains(&s.as_str()) {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
             Some(_) => None,
         };
         yes.ok_or_else(|| invalid(key, "true or false"))
